@@ -1,0 +1,129 @@
+//! The command line every step binary shares: `run [FLAGS] [--] COMMAND [ARGS...]`, `doctor`,
+//! and whatever a step adds. Each step's `RunArgs` embeds the previous step's, so a workshop
+//! participant sees one tool grow flag by flag.
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use oci_spec::runtime::Spec;
+
+use crate::launch::{self, LaunchError};
+use crate::signals;
+use crate::stage::{Stage, StageBuildError};
+
+/// What a step plugs into the shared command line.
+pub trait Step {
+    /// The flags of `run`: the previous step's plus this step's own.
+    type Run: Args + ToSpec;
+    /// Subcommands this step adds besides `run` and `doctor`.
+    type More: Subcommand;
+    /// The binary's name, for `--help` and errors.
+    const NAME: &'static str;
+    /// One line saying what this step adds.
+    const ABOUT: &'static str;
+    /// Shown at the end of `--help`.
+    const EXAMPLES: &'static str;
+    /// Every stage of this step and the steps before it, built from `spec`.
+    fn stages(spec: &Spec) -> Result<Vec<Box<dyn Stage>>, StageBuildError>;
+    /// Runs one of this step's own subcommands; returns the exit status.
+    fn more(command: Self::More) -> anyhow::Result<i32>;
+}
+
+/// Flags that describe a container become an OCI runtime spec.
+pub trait ToSpec {
+    fn to_spec(&self) -> anyhow::Result<Spec>;
+}
+
+/// Step 01's flags for `run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The hostname inside the container (its UTS namespace is its own)
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// Set an environment variable inside the container (KEY=VALUE, or KEY to pass yours on)
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// The command to run and its arguments
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    pub command: Vec<String>,
+}
+
+impl ToSpec for RunArgs {
+    fn to_spec(&self) -> anyhow::Result<Spec> {
+        Ok(crate::spec::base_spec(
+            &self.command,
+            self.hostname.as_deref(),
+            &self.env,
+        )?)
+    }
+}
+
+/// No subcommands beyond `run` and `doctor`.
+#[derive(Debug, Subcommand)]
+pub enum NoMore {}
+
+#[derive(Debug, Parser)]
+struct Cli<R: Args, M: Subcommand> {
+    #[command(subcommand)]
+    command: Command<R, M>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command<R: Args, M: Subcommand> {
+    /// Run a command in a container and exit with its status
+    Run(R),
+    /// Check that this machine can run every step of the workshop
+    Doctor,
+    #[command(flatten)]
+    More(M),
+}
+
+/// The whole `main` of a step binary.
+pub fn main<S: Step>() -> ! {
+    let command = Cli::<S::Run, S::More>::command()
+        .name(S::NAME)
+        .bin_name(S::NAME)
+        .about(S::ABOUT)
+        .after_help(S::EXAMPLES)
+        .version(env!("CARGO_PKG_VERSION"));
+    // Usage errors exit 125 like docker's, not clap's 2: 126, 127 and the command's own
+    // statuses keep their meaning.
+    let cli = command
+        .try_get_matches()
+        .and_then(|matches| Cli::<S::Run, S::More>::from_arg_matches(&matches))
+        .unwrap_or_else(|error| {
+            let code = if error.use_stderr() { 125 } else { 0 };
+            let _ = error.print();
+            std::process::exit(code)
+        });
+    let result = match cli.command {
+        Command::Run(args) => run::<S>(&args),
+        Command::Doctor => Ok(crate::doctor::report()),
+        Command::More(more) => S::more(more),
+    };
+    exit(S::NAME, result)
+}
+
+/// `run`: build the spec, the stages, start the container, wait for it.
+fn run<S: Step>(args: &S::Run) -> anyhow::Result<i32> {
+    let spec = args.to_spec()?;
+    let stages = S::stages(&spec)?;
+    let status = launch::run(&spec, stages)?;
+    Ok(signals::exit_code(status))
+}
+
+/// Ends the process: with `result`'s status, or with one line of error on stderr and the
+/// status that error calls for (125 unless the command could not be found or executed).
+pub fn exit(name: &str, result: anyhow::Result<i32>) -> ! {
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(error) => {
+            eprintln!("{name}: {error:#}");
+            let code = error.downcast_ref::<LaunchError>().map_or(125, LaunchError::exit_code);
+            std::process::exit(code)
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! # Step 01: unshare
+//!
+//! A process in its own UTS, IPC and network namespaces: its own hostname, its own System V
+//! IPC, its own network stack. Without root, a user namespace makes that possible.
+//!
+//! This step also brings the machinery every later step plugs into: the OCI spec as the
+//! description of a container ([`spec`]), stages ([`stage`]), the launch itself ([`launch`]),
+//! reporting failures from the child ([`child_error`]), signal forwarding ([`signals`]) and
+//! the command line ([`cli`]).
+
+pub mod child_error;
+pub mod cli;
+pub mod doctor;
+pub mod exec;
+pub mod launch;
+pub mod namespaces;
+pub mod signals;
+pub mod spec;
+pub mod stage;
+
+pub use oci_spec;
+
+use oci_spec::runtime::Spec;
+use stage::{Stage, StageBuildError};
+
+/// Step 01 on the shared command line.
+pub struct Step01;
+
+impl cli::Step for Step01 {
+    type Run = cli::RunArgs;
+    type More = cli::NoMore;
+    const NAME: &'static str = "step01-unshare";
+    const ABOUT: &'static str = "Step 01: run a command in new UTS, IPC and network namespaces";
+    const EXAMPLES: &'static str =
+        "Examples:\n  step01-unshare run --hostname box -- sh -c 'hostname; ip link'\n  step01-unshare doctor\n";
+
+    fn stages(spec: &Spec) -> Result<Vec<Box<dyn Stage>>, StageBuildError> {
+        stages(spec)
+    }
+
+    fn more(command: cli::NoMore) -> anyhow::Result<i32> {
+        match command {}
+    }
+}
+
+// ANCHOR: stages
+/// The stages of step 01: just the namespaces.
+pub fn stages(spec: &Spec) -> Result<Vec<Box<dyn Stage>>, StageBuildError> {
+    let namespaces = namespaces::Namespaces::from_spec(spec).map_err(StageBuildError::new)?;
+    Ok(vec![Box::new(namespaces)])
+}
+// ANCHOR_END: stages

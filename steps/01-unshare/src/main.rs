@@ -1,0 +1,3 @@
+fn main() {
+    step01_unshare::cli::main::<step01_unshare::Step01>()
+}

@@ -1,0 +1,221 @@
+//! Step 01's primitive: new UTS, IPC and network namespaces, and a user namespace when the
+//! tool runs without root.
+//!
+//! `clone(2)` with `CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET` gives the child its own
+//! hostname, System V IPC and network stack (only a `lo`, down). `CLONE_NEWUSER` gives an
+//! unprivileged user the capabilities needed for the others, inside the namespace only.
+
+use nix::sched::CloneFlags;
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
+use std::ffi::{CString, OsStr};
+use std::os::unix::ffi::OsStrExt;
+
+use crate::child_error::ChildError;
+use crate::stage::{ChildContext, Stage, StageError, StageOrder};
+
+/// The hostname is set first: it needs nothing but the UTS namespace, which exists from
+/// `clone` on, and nothing later depends on it.
+pub const ORDER: StageOrder = StageOrder(100);
+
+/// The namespace types this stage creates.
+pub const HANDLED: [LinuxNamespaceType; 4] = [
+    LinuxNamespaceType::Uts,
+    LinuxNamespaceType::Ipc,
+    LinuxNamespaceType::Network,
+    LinuxNamespaceType::User,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum NamespaceError {
+    #[error("joining an existing {0} namespace by path is not supported yet")]
+    JoinByPath(LinuxNamespaceType),
+    #[error("a hostname needs a UTS namespace: add {{\"type\": \"uts\"}} to linux.namespaces")]
+    HostnameWithoutUts,
+    #[error("the hostname {0:?} is not valid: {1}")]
+    BadHostname(String, &'static str),
+}
+
+/// The clone flag for a namespace type (the OCI enum carries the kernel's own bit).
+pub fn clone_flag(typ: LinuxNamespaceType) -> CloneFlags {
+    CloneFlags::from_bits_truncate(typ as i32)
+}
+
+/// The namespace types the spec asks for.
+pub fn requested(spec: &Spec) -> Vec<LinuxNamespaceType> {
+    let namespaces = spec.linux().as_ref().and_then(|linux| linux.namespaces().as_ref());
+    namespaces.into_iter().flatten().map(|ns| ns.typ()).collect()
+}
+
+/// Checks that `spec` asks for no namespace to be joined by path among `types`; returns the
+/// clone flags for those of `types` that it asks for.
+pub fn flags_for(spec: &Spec, types: &[LinuxNamespaceType]) -> Result<CloneFlags, NamespaceError> {
+    let namespaces = spec.linux().as_ref().and_then(|linux| linux.namespaces().as_ref());
+    let mut flags = CloneFlags::empty();
+    for ns in namespaces.into_iter().flatten().filter(|ns| types.contains(&ns.typ())) {
+        if ns.path().is_some() {
+            return Err(NamespaceError::JoinByPath(ns.typ()));
+        }
+        flags |= clone_flag(ns.typ());
+    }
+    Ok(flags)
+}
+
+/// Step 01's stage: creates the namespaces, sets the hostname, maps user ids.
+pub struct Namespaces {
+    flags: CloneFlags,
+    hostname: Option<CString>,
+    uid_map: Option<String>,
+    gid_map: Option<String>,
+}
+
+impl Namespaces {
+    pub fn from_spec(spec: &Spec) -> Result<Self, NamespaceError> {
+        let flags = flags_for(spec, &HANDLED)?;
+        let hostname = match spec.hostname() {
+            None => None,
+            Some(_) if !flags.contains(CloneFlags::CLONE_NEWUTS) => return Err(NamespaceError::HostnameWithoutUts),
+            Some(name) => Some(valid_hostname(name)?),
+        };
+        let (uid_map, gid_map) = if flags.contains(CloneFlags::CLONE_NEWUSER) {
+            let linux = spec.linux().as_ref();
+            let uids = linux.and_then(|l| l.uid_mappings().as_deref()).unwrap_or_default();
+            let gids = linux.and_then(|l| l.gid_mappings().as_deref()).unwrap_or_default();
+            (Some(id_map(uids)), Some(id_map(gids)))
+        } else {
+            (None, None)
+        };
+        Ok(Self {
+            flags,
+            hostname,
+            uid_map,
+            gid_map,
+        })
+    }
+}
+
+fn valid_hostname(name: &str) -> Result<CString, NamespaceError> {
+    let bad = |why| NamespaceError::BadHostname(name.to_owned(), why);
+    if name.is_empty() || name.len() > 64 {
+        return Err(bad("it must be 1 to 64 bytes long"));
+    }
+    if name.starts_with('-')
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    {
+        return Err(bad("use letters, digits, '-' and '.', not starting with '-'"));
+    }
+    CString::new(name).map_err(|_| bad("it contains a NUL byte"))
+}
+
+/// The text the kernel expects in `/proc/PID/uid_map`: one `inside outside count` per line.
+fn id_map(mappings: &[LinuxIdMapping]) -> String {
+    mappings
+        .iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}
+
+fn write_proc(child: Pid, file: &str, contents: &str) -> Result<(), StageError> {
+    let path = format!("/proc/{child}/{file}");
+    std::fs::write(&path, contents)
+        .map_err(|e| StageError::new("namespaces", format!("writing {contents:?} to {path}: {e}")))
+}
+
+impl Stage for Namespaces {
+    fn name(&self) -> &'static str {
+        "namespaces"
+    }
+
+    fn clone_flags(&self) -> CloneFlags {
+        self.flags
+    }
+
+    fn order(&self) -> StageOrder {
+        ORDER
+    }
+
+    // ANCHOR: id_maps
+    /// A new user namespace starts with no ids mapped: its process is "nobody" until the
+    /// parent, outside, writes the maps. An unprivileged parent may only map its own ids, and
+    /// only after giving up `setgroups` in the namespace.
+    fn in_parent(&self, child: Pid) -> Result<(), StageError> {
+        if let (Some(uid_map), Some(gid_map)) = (&self.uid_map, &self.gid_map) {
+            if !nix::unistd::geteuid().is_root() {
+                write_proc(child, "setgroups", "deny")?;
+            }
+            write_proc(child, "uid_map", uid_map)?;
+            write_proc(child, "gid_map", gid_map)?;
+        }
+        Ok(())
+    }
+    // ANCHOR_END: id_maps
+
+    // ANCHOR: hostname
+    fn in_child(&self, _ctx: &ChildContext) -> Result<(), ChildError> {
+        if let Some(hostname) = &self.hostname {
+            // The child is alone in its UTS namespace: the host keeps its name.
+            nix::unistd::sethostname(OsStr::from_bytes(hostname.as_bytes())).map_err(|errno| {
+                ChildError::setup(errno, &[b"setting hostname ", hostname.as_bytes(), b": sethostname"])
+            })?;
+        }
+        Ok(())
+    }
+    // ANCHOR_END: hostname
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::{LinuxBuilder, LinuxIdMappingBuilder, LinuxNamespaceBuilder, SpecBuilder};
+
+    fn spec_with(types: &[LinuxNamespaceType], hostname: Option<&str>) -> Spec {
+        let namespaces: Vec<_> = types
+            .iter()
+            .map(|t| LinuxNamespaceBuilder::default().typ(*t).build().expect("namespace"))
+            .collect();
+        let mut spec = SpecBuilder::default()
+            .linux(LinuxBuilder::default().namespaces(namespaces).build().expect("linux"))
+            .build()
+            .expect("spec");
+        spec.set_hostname(hostname.map(str::to_owned));
+        spec
+    }
+
+    #[test]
+    fn only_the_namespaces_of_this_step_become_clone_flags() {
+        let spec = spec_with(&[LinuxNamespaceType::Uts, LinuxNamespaceType::Pid], None);
+        let stage = Namespaces::from_spec(&spec).expect("stage");
+        assert_eq!(stage.clone_flags(), CloneFlags::CLONE_NEWUTS);
+    }
+
+    #[test]
+    fn a_hostname_without_a_uts_namespace_is_refused() {
+        let spec = spec_with(&[LinuxNamespaceType::Network], Some("box"));
+        assert!(matches!(
+            Namespaces::from_spec(&spec),
+            Err(NamespaceError::HostnameWithoutUts)
+        ));
+    }
+
+    #[test]
+    fn bad_hostnames_are_refused_with_the_reason() {
+        for name in ["", "-lead", "has space", &"x".repeat(65)] {
+            let spec = spec_with(&[LinuxNamespaceType::Uts], Some(name));
+            let error = Namespaces::from_spec(&spec).err().expect("refused");
+            assert!(error.to_string().contains("is not valid"), "{name:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn id_maps_use_the_kernels_line_format() {
+        let mapping = LinuxIdMappingBuilder::default()
+            .container_id(0u32)
+            .host_id(1000u32)
+            .size(1u32)
+            .build()
+            .expect("mapping");
+        assert_eq!(id_map(&[mapping]), "0 1000 1\n");
+    }
+}
