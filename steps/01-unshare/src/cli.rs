@@ -34,6 +34,7 @@ pub trait ToSpec {
 
 /// Step 01's flags for `run`.
 #[derive(Debug, Clone, Args)]
+#[group(id = "step01")]
 pub struct RunArgs {
     /// The hostname inside the container (its UTS namespace is its own)
     #[arg(long, value_name = "NAME")]
@@ -81,14 +82,19 @@ enum Command<R: Args, M: Subcommand> {
     More(M),
 }
 
-/// The whole `main` of a step binary.
-pub fn main<S: Step>() -> ! {
-    let command = Cli::<S::Run, S::More>::command()
+/// The command line of step `S`, as clap sees it.
+pub fn command<S: Step>() -> clap::Command {
+    Cli::<S::Run, S::More>::command()
         .name(S::NAME)
         .bin_name(S::NAME)
         .about(S::ABOUT)
         .after_help(S::EXAMPLES)
-        .version(env!("CARGO_PKG_VERSION"));
+        .version(env!("CARGO_PKG_VERSION"))
+}
+
+/// The whole `main` of a step binary.
+pub fn main<S: Step>() -> ! {
+    let command = command::<S>();
     // Usage errors exit 125 like docker's, not clap's 2: 126, 127 and the command's own
     // statuses keep their meaning.
     let cli = command
@@ -125,5 +131,13 @@ pub fn exit(name: &str, result: anyhow::Result<i32>) -> ! {
             let code = error.downcast_ref::<LaunchError>().map_or(125, LaunchError::exit_code);
             std::process::exit(code)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::command::<crate::Step01>().debug_assert();
     }
 }

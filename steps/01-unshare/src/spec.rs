@@ -36,6 +36,33 @@ fn namespace(typ: LinuxNamespaceType) -> Result<LinuxNamespace, OciSpecError> {
     LinuxNamespaceBuilder::default().typ(typ).build()
 }
 
+/// Adds a namespace of type `typ` to the spec (a later step's primitive).
+pub fn add_namespace(spec: &mut Spec, typ: LinuxNamespaceType) -> Result<(), OciSpecError> {
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    if !namespaces.iter().any(|ns| ns.typ() == typ) {
+        namespaces.push(namespace(typ)?);
+    }
+    linux.set_namespaces(Some(namespaces));
+    spec.set_linux(Some(linux));
+    Ok(())
+}
+
+/// Sets an annotation: how keel passes options that the OCI spec has no field for.
+pub fn annotate(spec: &mut Spec, key: &str, value: &str) {
+    let mut annotations = spec.annotations().clone().unwrap_or_default();
+    annotations.insert(key.to_owned(), value.to_owned());
+    spec.set_annotations(Some(annotations));
+}
+
+/// Whether an annotation is set to "true".
+pub fn annotated(spec: &Spec, key: &str) -> bool {
+    spec.annotations()
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .is_some_and(|v| v == "true")
+}
+
 /// The spec for running `command` the way step 01 does.
 pub fn base_spec(command: &[String], hostname: Option<&str>, env: &[String]) -> Result<Spec, OciSpecError> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
@@ -87,6 +114,17 @@ mod tests {
     fn a_bare_key_takes_the_callers_value_or_nothing() {
         let env = environment(None, &["KEEL_SURELY_UNSET_VARIABLE".into()]);
         assert_eq!(env.len(), 2);
+    }
+
+    #[test]
+    fn adding_a_namespace_twice_keeps_one() {
+        let mut spec = base_spec(&["true".into()], None, &[]).expect("spec");
+        add_namespace(&mut spec, LinuxNamespaceType::Pid).expect("add");
+        add_namespace(&mut spec, LinuxNamespaceType::Pid).expect("add");
+        let pids = crate::namespaces::requested(&spec)
+            .into_iter()
+            .filter(|t| *t == LinuxNamespaceType::Pid);
+        assert_eq!(pids.count(), 1);
     }
 
     #[test]
