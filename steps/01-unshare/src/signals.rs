@@ -43,6 +43,7 @@ pub fn restore(original: &SigSet) {
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(original), None);
 }
 
+// ANCHOR: supervise
 /// Passes forwarded signals on to `child` and reaps every child that ends, until `child`
 /// itself has ended; returns how it ended. The signals must be blocked (see [`block`]).
 pub fn supervise(child: Pid) -> Result<WaitStatus, Errno> {
@@ -70,6 +71,7 @@ pub fn supervise(child: Pid) -> Result<WaitStatus, Errno> {
         }
     }
 }
+// ANCHOR_END: supervise
 
 /// The exit status a shell would show for `status`: the code, or 128+N for signal N.
 pub fn exit_code(status: WaitStatus) -> i32 {

@@ -29,6 +29,7 @@ pub struct ChildContext {
     pub original_mask: SigSet,
 }
 
+// ANCHOR: stage
 /// One primitive's contribution to a container's start.
 ///
 /// `in_child` runs between `clone` and `exec`: only async-signal-safe work belongs there
@@ -61,6 +62,7 @@ pub trait Stage {
     /// the stage created outside the container.
     fn cleanup(&self) {}
 }
+// ANCHOR_END: stage
 
 /// A stage's parent-side failure.
 #[derive(Debug, thiserror::Error)]

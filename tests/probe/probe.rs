@@ -1,0 +1,95 @@
+//! keel-probe: prints, one fact per line, what this process sees of its container. The tests
+//! run it inside containers and snapshot its report. Only the standard library: it is built
+//! statically and copied into rootfs that have no libc.
+//!
+//! Usage: keel-probe SECTION...   (hostname pid ns ids net mounts procs write:PATH)
+
+use std::fs;
+use std::io::Write;
+
+fn read(path: &str) -> String {
+    fs::read_to_string(path).map(|s| s.trim_end().to_owned()).unwrap_or_else(|e| format!("<{e}>"))
+}
+
+fn section(name: &str, out: &mut impl Write) -> std::io::Result<()> {
+    match name {
+        "hostname" => writeln!(out, "hostname: {}", read("/proc/sys/kernel/hostname")),
+        "pid" => {
+            // From the syscalls, not /proc: until step 03, /proc is still the host's.
+            writeln!(out, "pid: {}", std::process::id())?;
+            writeln!(out, "ppid: {}", std::os::unix::process::parent_id())
+        }
+        "ns" => {
+            let mut names: Vec<String> = fs::read_dir("/proc/self/ns")?
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            for ns in names {
+                let link = fs::read_link(format!("/proc/self/ns/{ns}")).map(|l| l.display().to_string());
+                writeln!(out, "ns {ns}: {}", link.unwrap_or_else(|e| format!("<{e}>")))?;
+            }
+            Ok(())
+        }
+        "ids" => {
+            let status = read("/proc/self/status");
+            for line in status.lines().filter(|l| l.starts_with("Uid:") || l.starts_with("Gid:")) {
+                writeln!(out, "{}", line.split_whitespace().collect::<Vec<_>>().join(" "))?;
+            }
+            writeln!(out, "uid_map: {}", read("/proc/self/uid_map").split_whitespace().collect::<Vec<_>>().join(" "))
+        }
+        "net" => {
+            // /proc/net follows the reader's network namespace, even with the host's /proc.
+            let dev = read("/proc/self/net/dev");
+            let mut interfaces: Vec<&str> =
+                dev.lines().skip(2).filter_map(|l| l.split(':').next()).map(str::trim).collect();
+            interfaces.sort();
+            writeln!(out, "interfaces: {}", interfaces.join(" "))
+        }
+        "mounts" => {
+            // mountinfo: ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS ... - FSTYPE SOURCE SUPEROPTIONS
+            for line in read("/proc/self/mountinfo").lines() {
+                let fields: Vec<&str> = line.split(' ').collect();
+                let dash = fields.iter().position(|f| *f == "-").unwrap_or(fields.len());
+                let rw = fields.get(5).and_then(|o| o.split(',').next()).unwrap_or("?");
+                let fstype = fields.get(dash + 1).unwrap_or(&"?");
+                writeln!(out, "mount: {} {fstype} {rw}", fields.get(4).unwrap_or(&"?"))?;
+            }
+            Ok(())
+        }
+        "procs" => {
+            let mut procs: Vec<(u32, String)> = fs::read_dir("/proc")?
+                .filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+                .map(|pid| {
+                    let stat = read(&format!("/proc/{pid}/stat"));
+                    let comm = stat.split('(').nth(1).and_then(|s| s.rsplit_once(')')).map(|(c, _)| c).unwrap_or("?");
+                    let state = stat.rsplit(") ").next().and_then(|s| s.split(' ').next()).unwrap_or("?");
+                    (pid, format!("{comm} {state}"))
+                })
+                .collect();
+            procs.sort();
+            for (pid, what) in procs {
+                writeln!(out, "proc {pid}: {what}")?;
+            }
+            Ok(())
+        }
+        other => match other.strip_prefix("write:") {
+            Some(path) => match fs::write(path, b"probe\n") {
+                Ok(()) => writeln!(out, "write {path}: ok"),
+                Err(e) => writeln!(out, "write {path}: {:?}", e.kind()),
+            },
+            None => writeln!(out, "unknown section {other:?}"),
+        },
+    }
+}
+
+fn main() {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for name in std::env::args().skip(1) {
+        if let Err(e) = section(&name, &mut out) {
+            let _ = writeln!(out, "{name}: <{e}>");
+        }
+    }
+}
