@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what keel's demo and tests need on a fresh Debian machine, as root. Sourced by
+# demo.sh and test.sh; safe to run again (it installs only what is missing).
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "keel needs root for namespaces, mounts and cgroups: run this as root (sudo $0)" >&2
+  exit 1
+fi
+
+export PATH="$HOME/.cargo/bin:$PATH"
+MDBOOK_VERSION=0.5.4
+
+missing=()
+# A static busybox is the embedded default rootfs; setpriv and mount come from util-linux.
+if ! { [ -x /bin/busybox ] && ! LC_ALL=C file /bin/busybox 2>/dev/null | grep -q dynamically; }; then
+  missing+=(busybox-static)
+fi
+command -v setpriv >/dev/null || missing+=(util-linux)
+command -v python3 >/dev/null || missing+=(python3)
+command -v file >/dev/null || missing+=(file)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "cargo is missing: install Rust (https://rustup.rs) and run this again" >&2
+  exit 1
+fi
