@@ -1,7 +1,7 @@
 //! Step 01 as a participant sees it: a new hostname, IPC and network stack inside; the host
 //! unchanged; exit statuses and errors as docker's.
 
-use keel_tests::{needs_root, redact_namespaces, step, stdout, PROBE};
+use keel_tests::{needs_root, redact_namespaces, stdout, step, PROBE};
 use std::time::Duration;
 
 const STEP: &str = "step01-unshare";
@@ -28,7 +28,10 @@ fn the_commands_exit_status_becomes_the_tools() {
         return;
     }
     step(STEP).args(["run", "--", "sh", "-c", "exit 7"]).assert().code(7);
-    step(STEP).args(["run", "--", "sh", "-c", "kill -KILL $$"]).assert().code(137);
+    step(STEP)
+        .args(["run", "--", "sh", "-c", "kill -KILL $$"])
+        .assert()
+        .code(137);
 }
 
 #[test]
@@ -41,8 +44,11 @@ fn a_signal_to_the_tool_reaches_the_command() {
         .spawn()
         .expect("spawn");
     std::thread::sleep(Duration::from_millis(300));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
-        .expect("kill");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(143), "SIGTERM should end sleep: 128 + 15");
 }
@@ -53,15 +59,27 @@ fn errors_name_the_problem_and_use_dockers_exit_codes() {
         return;
     }
     let cases: [(&[&str], i32, &str); 4] = [
-        (&["run", "--", "no-such-command-anywhere"], 127, "exec \"no-such-command-anywhere\": No such file or directory"),
+        (
+            &["run", "--", "no-such-command-anywhere"],
+            127,
+            "exec \"no-such-command-anywhere\": No such file or directory",
+        ),
         (&["run", "--", "/etc"], 126, "exec \"/etc\": Permission denied"),
         (&["run"], 125, "required arguments were not provided"),
-        (&["run", "--hostname", "bad name", "--", "true"], 125, "the hostname \"bad name\" is not valid"),
+        (
+            &["run", "--hostname", "bad name", "--", "true"],
+            125,
+            "the hostname \"bad name\" is not valid",
+        ),
     ];
     for (args, code, message) in cases {
         let output = step(STEP).args(args).output().expect("run");
         assert_eq!(output.status.code(), Some(code), "{args:?}: {output:?}");
-        assert!(keel_tests::stderr(&output).contains(message), "{args:?}: {}", keel_tests::stderr(&output));
+        assert!(
+            keel_tests::stderr(&output).contains(message),
+            "{args:?}: {}",
+            keel_tests::stderr(&output)
+        );
     }
 }
 

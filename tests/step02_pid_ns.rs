@@ -1,7 +1,7 @@
 //! Step 02 as a participant sees it: the command is PID 1 of its own PID namespace; with
 //! --init, a minimal init is PID 1, passes signals on and exits with the command's status.
 
-use keel_tests::{binary, needs_root, redact_namespaces, step, stdout, PROBE};
+use keel_tests::{binary, needs_root, redact_namespaces, stdout, step, PROBE};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::process::{Child, Command};
@@ -14,10 +14,16 @@ fn the_command_is_pid_1_of_a_new_pid_namespace() {
     if !needs_root() {
         return;
     }
-    let output = step(STEP).args(["run", "--", PROBE, "pid", "ns"]).output().expect("run");
+    let output = step(STEP)
+        .args(["run", "--", PROBE, "pid", "ns"])
+        .output()
+        .expect("run");
     assert!(output.status.success(), "{output:?}");
     insta::assert_snapshot!("pid1", redact_namespaces(&stdout(&output)));
-    let shell = step(STEP).args(["run", "--", "sh", "-c", "echo $$"]).output().expect("run");
+    let shell = step(STEP)
+        .args(["run", "--", "sh", "-c", "echo $$"])
+        .output()
+        .expect("run");
     assert_eq!(stdout(&shell), "1\n");
 }
 
@@ -26,7 +32,10 @@ fn under_init_the_command_is_pid_2_child_of_pid_1() {
     if !needs_root() {
         return;
     }
-    let output = step(STEP).args(["run", "--init", "--", PROBE, "pid"]).output().expect("run");
+    let output = step(STEP)
+        .args(["run", "--init", "--", PROBE, "pid"])
+        .output()
+        .expect("run");
     assert_eq!(stdout(&output), "pid: 2\nppid: 1\n");
 }
 
@@ -70,7 +79,13 @@ fn a_command_that_handles_the_signal_as_pid_1_receives_it() {
     if !needs_root() {
         return;
     }
-    let child = start(&["run", "--", "sh", "-c", "trap 'exit 3' TERM; while true; do sleep 0.1; done"]);
+    let child = start(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "trap 'exit 3' TERM; while true; do sleep 0.1; done",
+    ]);
     signal(&child, Signal::SIGTERM);
     assert_eq!(wait(child), Some(3));
 }
@@ -85,6 +100,9 @@ fn without_init_pid_1_ignores_a_signal_it_has_no_handler_for() {
     signal(&child, Signal::SIGTERM);
     std::thread::sleep(Duration::from_millis(500));
     let mut child = child;
-    assert!(child.try_wait().expect("try_wait").is_none(), "sleep as PID 1 died of SIGTERM");
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "sleep as PID 1 died of SIGTERM"
+    );
     assert_eq!(wait(child), Some(0), "sleep ends normally after its 3 s");
 }

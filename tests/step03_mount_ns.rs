@@ -1,7 +1,7 @@
 //! Step 03 as a participant sees it: the container's own root, mounts and /proc; volumes;
 //! a read-only root; the host's mount table untouched; bad input refused before anything.
 
-use keel_tests::{host_mounts, needs_root, step, stderr, stdout, wait_for, TestRootfs, PROBE_IN_ROOTFS};
+use keel_tests::{host_mounts, needs_root, stderr, stdout, step, wait_for, TestRootfs, PROBE_IN_ROOTFS};
 use std::path::Path;
 use std::time::Duration;
 
@@ -25,7 +25,11 @@ fn inside_sees_the_rootfs_and_only_its_own_mounts() {
     let listing = run_in(&rootfs, &[], &["ls", "/"]);
     let report = run_in(&rootfs, &[], &[PROBE_IN_ROOTFS, "pid", "mounts", "net"]);
     assert!(report.status.success(), "{report:?}");
-    let seen = format!("$ ls /\n{}$ keel-probe pid mounts net\n{}", stdout(&listing), stdout(&report));
+    let seen = format!(
+        "$ ls /\n{}$ keel-probe pid mounts net\n{}",
+        stdout(&listing),
+        stdout(&report)
+    );
     insta::assert_snapshot!("inside", seen);
 }
 
@@ -35,7 +39,11 @@ fn dev_holds_the_default_devices() {
         return;
     }
     let rootfs = TestRootfs::new();
-    let output = run_in(&rootfs, &[], &["sh", "-c", "ls /dev; echo x > /dev/null && head -c 4 /dev/zero | wc -c"]);
+    let output = run_in(
+        &rootfs,
+        &[],
+        &["sh", "-c", "ls /dev; echo x > /dev/null && head -c 4 /dev/zero | wc -c"],
+    );
     insta::assert_snapshot!("dev", stdout(&output));
 }
 
@@ -45,7 +53,10 @@ fn proc_shows_only_the_containers_processes() {
         return;
     }
     // Without --rootfs the container keeps the host's files but its /proc is its own.
-    let output = step(STEP).args(["run", "--", "sh", "-c", "ls /proc | grep -c '^[0-9]'"]).output().expect("run");
+    let output = step(STEP)
+        .args(["run", "--", "sh", "-c", "ls /proc | grep -c '^[0-9]'"])
+        .output()
+        .expect("run");
     // sh, and the grep/ls of the pipeline.
     let count: u32 = stdout(&output).trim().parse().expect("a number");
     assert!(count <= 3, "{count} processes visible: the host's /proc leaked in");
@@ -63,9 +74,19 @@ fn orphans_are_reaped_by_init_and_left_as_zombies_without() {
     let script = "sh -c 'sleep 0.1 &'; (sleep 0.5; keel-probe procs) & exec sleep 1";
     let with_init = run_in(&rootfs, &["--init"], &["sh", "-c", script]);
     let zombies = |out: &str| out.lines().filter(|l| l.ends_with(" Z")).count();
-    assert_eq!(zombies(&stdout(&with_init)), 0, "init left a zombie:\n{}", stdout(&with_init));
+    assert_eq!(
+        zombies(&stdout(&with_init)),
+        0,
+        "init left a zombie:\n{}",
+        stdout(&with_init)
+    );
     let without = run_in(&rootfs, &[], &["sh", "-c", script]);
-    assert_eq!(zombies(&stdout(&without)), 1, "sh as PID 1 should not reap:\n{}", stdout(&without));
+    assert_eq!(
+        zombies(&stdout(&without)),
+        1,
+        "sh as PID 1 should not reap:\n{}",
+        stdout(&without)
+    );
 }
 
 #[test]
@@ -79,12 +100,22 @@ fn volumes_are_writable_unless_ro_and_read_only_blocks_writes() {
     let ro = format!("{}:/data:ro", data.display());
     let probe_rw = run_in(&rootfs, &["-v", &rw], &[PROBE_IN_ROOTFS, "write:/data/from-inside"]);
     assert_eq!(stdout(&probe_rw), "write /data/from-inside: ok\n");
-    assert_eq!(std::fs::read_to_string(data.join("from-inside")).expect("written"), "probe\n");
+    assert_eq!(
+        std::fs::read_to_string(data.join("from-inside")).expect("written"),
+        "probe\n"
+    );
     let probe_ro = run_in(&rootfs, &["-v", &ro], &[PROBE_IN_ROOTFS, "write:/data/again"]);
     assert_eq!(stdout(&probe_ro), "write /data/again: ReadOnlyFilesystem\n");
     assert!(!data.join("again").exists());
-    let read_only = run_in(&rootfs, &["--read-only"], &[PROBE_IN_ROOTFS, "write:/x", "write:/dev/shm/x"]);
-    assert_eq!(stdout(&read_only), "write /x: ReadOnlyFilesystem\nwrite /dev/shm/x: ok\n");
+    let read_only = run_in(
+        &rootfs,
+        &["--read-only"],
+        &[PROBE_IN_ROOTFS, "write:/x", "write:/dev/shm/x"],
+    );
+    assert_eq!(
+        stdout(&read_only),
+        "write /x: ReadOnlyFilesystem\nwrite /dev/shm/x: ok\n"
+    );
 }
 
 #[test]
@@ -101,7 +132,14 @@ fn mounts_do_not_cross_between_host_and_container() {
     let script = "mount -t tmpfs inside /tmp && touch /signals/ready && sleep 1 && \
                   (ls /mnt/host-mount 2>&1 || true) && keel-probe mounts | grep -c /mnt/host-mount";
     let mut args = vec!["run".to_owned(), "--rootfs".to_owned(), root.display().to_string()];
-    args.extend(["-v".to_owned(), volume, "--".to_owned(), "sh".to_owned(), "-c".to_owned(), script.to_owned()]);
+    args.extend([
+        "-v".to_owned(),
+        volume,
+        "--".to_owned(),
+        "sh".to_owned(),
+        "-c".to_owned(),
+        script.to_owned(),
+    ]);
     let child = std::process::Command::new(keel_tests::binary(STEP))
         .args(&args)
         .stdout(std::process::Stdio::piped())
@@ -124,7 +162,12 @@ fn mounts_do_not_cross_between_host_and_container() {
     assert!(mounted.success());
     let output = child.wait_with_output().expect("wait");
     let _ = std::process::Command::new("umount").arg(&host_mount).status();
-    assert_eq!(stdout(&output).lines().last(), Some("0"), "host mount seen inside: {}", stdout(&output));
+    assert_eq!(
+        stdout(&output).lines().last(),
+        Some("0"),
+        "host mount seen inside: {}",
+        stdout(&output)
+    );
     std::thread::sleep(Duration::from_millis(10));
 }
 
@@ -137,18 +180,42 @@ fn bad_input_is_refused_clearly_and_leaves_no_mount() {
     let root = rootfs.path().display().to_string();
     let before = host_mounts();
     let cases: [(&str, &[&str], i32); 6] = [
-        ("missing rootfs", &["run", "--rootfs", "/nonexistent/rootfs", "--", "true"], 125),
-        ("a file as rootfs", &["run", "--rootfs", "/etc/hostname", "--", "true"], 125),
-        ("bad volume syntax", &["run", "--rootfs", &root, "-v", "/tmp", "--", "true"], 125),
-        ("relative volume", &["run", "--rootfs", &root, "-v", "tmp:/data", "--", "true"], 125),
+        (
+            "missing rootfs",
+            &["run", "--rootfs", "/nonexistent/rootfs", "--", "true"],
+            125,
+        ),
+        (
+            "a file as rootfs",
+            &["run", "--rootfs", "/etc/hostname", "--", "true"],
+            125,
+        ),
+        (
+            "bad volume syntax",
+            &["run", "--rootfs", &root, "-v", "/tmp", "--", "true"],
+            125,
+        ),
+        (
+            "relative volume",
+            &["run", "--rootfs", &root, "-v", "tmp:/data", "--", "true"],
+            125,
+        ),
         ("missing command", &["run", "--rootfs", &root], 125),
-        ("unknown command", &["run", "--rootfs", &root, "--", "no-such-command"], 127),
+        (
+            "unknown command",
+            &["run", "--rootfs", &root, "--", "no-such-command"],
+            127,
+        ),
     ];
     let mut transcript = String::new();
     for (what, args, code) in cases {
         let output = step(STEP).args(args).output().expect("run");
         assert_eq!(output.status.code(), Some(code), "{what}: {output:?}");
-        let first_line = stderr(&output).lines().next().unwrap_or_default().replace(&root, "<rootfs>");
+        let first_line = stderr(&output)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .replace(&root, "<rootfs>");
         transcript.push_str(&format!("{what} (exit {code}):\n  {first_line}\n"));
     }
     insta::assert_snapshot!("errors", transcript);

@@ -29,7 +29,11 @@ pub fn needs_root() -> bool {
 /// The path of a step binary built in this workspace (`cargo build --workspace` first).
 pub fn binary(name: &str) -> PathBuf {
     let path = assert_cmd::cargo::cargo_bin(name);
-    assert!(path.exists(), "{} is missing: run `cargo build --workspace` before the tests", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace` before the tests",
+        path.display()
+    );
     path
 }
 
@@ -66,13 +70,15 @@ pub fn redact_namespaces(report: &str) -> String {
     let host = host_namespaces();
     report
         .lines()
-        .map(|line| match line.strip_prefix("ns ").and_then(|rest| rest.split_once(": ")) {
-            Some((name, link)) => {
-                let same = host.get(name).map(String::as_str) == Some(link);
-                format!("ns {name}: {}", if same { "host" } else { "new" })
-            }
-            None => line.to_owned(),
-        })
+        .map(
+            |line| match line.strip_prefix("ns ").and_then(|rest| rest.split_once(": ")) {
+                Some((name, link)) => {
+                    let same = host.get(name).map(String::as_str) == Some(link);
+                    format!("ns {name}: {}", if same { "host" } else { "new" })
+                }
+                None => line.to_owned(),
+            },
+        )
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -80,7 +86,11 @@ pub fn redact_namespaces(report: &str) -> String {
 /// The mount points of the test process (on the host), to compare before and after a run.
 pub fn host_mounts() -> Vec<String> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    mountinfo.lines().filter_map(|l| l.split(' ').nth(4)).map(str::to_owned).collect()
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A fresh busybox rootfs in a temporary directory, built by step 03's own `rootfs`
@@ -91,10 +101,21 @@ pub struct TestRootfs {
 
 impl TestRootfs {
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("keel-test-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("keel-test-")
+            .tempdir()
+            .expect("temp dir");
         let root = dir.path().join("rootfs");
-        let output = step("step03-mount-ns").arg("rootfs").arg(&root).output().expect("rootfs");
-        assert!(output.status.success(), "building the rootfs failed: {}", stderr(&output));
+        let output = step("step03-mount-ns")
+            .arg("rootfs")
+            .arg(&root)
+            .output()
+            .expect("rootfs");
+        assert!(
+            output.status.success(),
+            "building the rootfs failed: {}",
+            stderr(&output)
+        );
         std::fs::copy(PROBE, root.join(PROBE_IN_ROOTFS.trim_start_matches('/'))).expect("copying the probe");
         Self { dir }
     }

@@ -49,7 +49,7 @@ impl ChildError {
         Self::new(Failure::Setup, errno, parts)
     }
 
-// ANCHOR: send
+    // ANCHOR: send
     /// Sends the error to the parent in one `write`, so it cannot be torn.
     pub fn send(&self, pipe: BorrowedFd<'_>) {
         let mut frame = [0u8; CAPACITY + 5];
@@ -59,7 +59,7 @@ impl ChildError {
         // Nothing is left to do if the parent is gone: the child exits right after.
         let _ = nix::unistd::write(pipe, &frame[..5 + self.len]);
     }
-// ANCHOR_END: send
+    // ANCHOR_END: send
 }
 
 /// The parent's view of a child failure.
