@@ -117,8 +117,11 @@ pub fn main<S: Step>() -> ! {
 fn run<S: Step>(args: &S::Run) -> anyhow::Result<i32> {
     let spec = args.to_spec()?;
     let stages = S::stages(&spec)?;
-    let status = launch::run(&spec, stages)?;
-    Ok(signals::exit_code(status))
+    let exit = launch::run(&spec, stages)?;
+    for note in &exit.notes {
+        eprintln!("{}: {note}", S::NAME);
+    }
+    Ok(signals::exit_code(exit.status))
 }
 
 /// Ends the process: with `result`'s status, or with one line of error on stderr and the

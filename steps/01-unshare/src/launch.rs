@@ -72,13 +72,24 @@ impl LaunchError {
     }
 }
 
+/// How a container ended, and what its stages observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    pub status: WaitStatus,
+    /// Lines for the user from [`Stage::after_exit`], in stage order.
+    pub notes: Vec<String>,
+}
+
 /// Runs `spec.process` with `stages` and returns how it ended.
-pub fn run(spec: &Spec, mut stages: Vec<Box<dyn Stage>>) -> Result<WaitStatus, LaunchError> {
+pub fn run(spec: &Spec, mut stages: Vec<Box<dyn Stage>>) -> Result<Exit, LaunchError> {
     let exec = ExecPlan::from_spec(spec)?;
     let flags = stages
         .iter()
         .fold(CloneFlags::empty(), |flags, s| flags | s.clone_flags());
-    if let Some(missing) = requested(spec).into_iter().find(|t| !flags.contains(clone_flag(*t))) {
+    let handled = stages
+        .iter()
+        .fold(CloneFlags::empty(), |handled, s| handled | s.namespaces());
+    if let Some(missing) = requested(spec).into_iter().find(|t| !handled.contains(clone_flag(*t))) {
         return Err(LaunchError::UnhandledNamespace(missing));
     }
     stages.sort_by_key(|stage| stage.order());
@@ -121,7 +132,8 @@ pub fn run(spec: &Spec, mut stages: Vec<Box<dyn Stage>>) -> Result<WaitStatus, L
     }
     let status = signals::supervise(pid).map_err(LaunchError::Wait)?;
     container.pid = None;
-    Ok(status)
+    let notes = stages.iter().flat_map(|stage| stage.after_exit()).collect();
+    Ok(Exit { status, notes })
 }
 
 /// What must be undone however `run` leaves: a child still alive is killed and reaped, every

@@ -44,6 +44,12 @@ pub trait Stage {
         CloneFlags::empty()
     }
 
+    /// The namespaces of the spec this stage takes care of: those it clones, plus any it
+    /// creates later itself (a cgroup namespace must wait until the child is in its cgroup).
+    fn namespaces(&self) -> CloneFlags {
+        self.clone_flags()
+    }
+
     /// Where `in_child` runs among the other stages.
     fn order(&self) -> StageOrder;
 
@@ -56,6 +62,12 @@ pub trait Stage {
     /// Runs in the child after the go-ahead, in [`StageOrder`], before the command is executed.
     fn in_child(&self, _ctx: &ChildContext) -> Result<(), ChildError> {
         Ok(())
+    }
+
+    /// Runs in the parent once the command has ended, before any cleanup: what the stage
+    /// observed that the user should hear about (an OOM kill, resource usage), one line each.
+    fn after_exit(&self) -> Vec<String> {
+        Vec::new()
     }
 
     /// Runs in the parent once the container has ended, whatever happened, to remove what
