@@ -2,7 +2,9 @@
 //! run it inside containers and snapshot its report. Only the standard library: it is built
 //! statically and copied into rootfs that have no libc.
 //!
-//! Usage: keel-probe SECTION...   (hostname pid ns ids net mounts procs write:PATH)
+//! Usage: keel-probe SECTION...
+//!   hostname pid ns ids net mounts procs cgroup limits
+//!   write:PATH  alloc:MIB  fork:N  burn:SECONDS  sleep:SECONDS
 
 use std::fs;
 use std::io::Write;
@@ -74,12 +76,86 @@ fn section(name: &str, out: &mut impl Write) -> std::io::Result<()> {
             }
             Ok(())
         }
-        other => match other.strip_prefix("write:") {
-            Some(path) => match fs::write(path, b"probe\n") {
+        "cgroup" => {
+            for line in read("/proc/self/cgroup").lines() {
+                writeln!(out, "cgroup: {line}")?;
+            }
+            Ok(())
+        }
+        "limits" => {
+            // v2 files, then v1 files, as the cgroup namespace shows them at /sys/fs/cgroup.
+            for file in [
+                "memory.max",
+                "cpu.max",
+                "pids.max",
+                "memory/memory.limit_in_bytes",
+                "cpu/cpu.cfs_quota_us",
+                "cpu/cpu.cfs_period_us",
+                "pids/pids.max",
+            ] {
+                let path = format!("/sys/fs/cgroup/{file}");
+                if let Ok(value) = fs::read_to_string(&path) {
+                    writeln!(out, "limit {file}: {}", value.trim())?;
+                }
+            }
+            Ok(())
+        }
+        other => match other.split_once(':') {
+            Some(("write", path)) => match fs::write(path, b"probe\n") {
                 Ok(()) => writeln!(out, "write {path}: ok"),
                 Err(e) => writeln!(out, "write {path}: {:?}", e.kind()),
             },
-            None => writeln!(out, "unknown section {other:?}"),
+            Some(("alloc", mib)) => {
+                let mib: usize = mib.parse().unwrap_or(0);
+                writeln!(out, "allocating {mib} MiB")?;
+                out.flush()?;
+                // Touch every page so the memory is really charged to the cgroup.
+                let mut blocks = Vec::new();
+                for _ in 0..mib {
+                    blocks.push(vec![1u8; 1 << 20]);
+                }
+                writeln!(out, "allocated {} MiB", blocks.len())
+            }
+            Some(("fork", n)) => {
+                let n: usize = n.parse().unwrap_or(0);
+                let mut children = Vec::new();
+                let mut refused = 0;
+                for _ in 0..n {
+                    match std::process::Command::new("/proc/self/exe").arg("sleep:5").spawn() {
+                        Ok(child) => children.push(child),
+                        Err(_) => refused += 1,
+                    }
+                }
+                writeln!(out, "forked {} of {n}, refused {refused}", children.len())?;
+                for mut child in children {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                Ok(())
+            }
+            Some(("sleep", seconds)) => {
+                std::thread::sleep(std::time::Duration::from_secs_f64(seconds.parse().unwrap_or(1.0)));
+                Ok(())
+            }
+            Some(("burn", seconds)) => {
+                // Spin for SECONDS of wall time; report the share of one CPU we were given.
+                let ticks = || -> u64 {
+                    let stat = read("/proc/self/stat");
+                    let fields: Vec<&str> = stat.rsplit(") ").next().unwrap_or("").split(' ').collect();
+                    // state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
+                    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+                    field(11) + field(12)
+                };
+                let wall = std::time::Duration::from_secs_f64(seconds.parse().unwrap_or(1.0));
+                let (start, start_ticks) = (std::time::Instant::now(), ticks());
+                let mut spins = 0u64;
+                while start.elapsed() < wall {
+                    spins = spins.wrapping_add(1);
+                }
+                let used = (ticks() - start_ticks) as f64 / 100.0;
+                writeln!(out, "cpu share: {:.0}% (spins {})", 100.0 * used / start.elapsed().as_secs_f64(), spins > 0)
+            }
+            _ => writeln!(out, "unknown section {other:?}"),
         },
     }
 }

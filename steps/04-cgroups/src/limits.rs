@@ -1,0 +1,120 @@
+//! Step 04's primitive, as a stage: the container's cgroup, created with its limits and
+//! joined before the command runs, reported on (OOM kills, usage) and removed at the end.
+
+use nix::unistd::Pid;
+use std::path::Path;
+use step03_mount_ns::step02_pid_ns::step01_unshare::oci_spec::runtime::{LinuxResources, Spec};
+use step03_mount_ns::step02_pid_ns::step01_unshare::spec::annotated;
+use step03_mount_ns::step02_pid_ns::step01_unshare::stage::{Stage, StageError, StageOrder};
+
+use crate::cgroups::{self, Cgroup, CgroupError, Layout};
+use crate::size::human;
+
+/// With this annotation the container's resource usage is printed when it ends.
+pub const STATS_ANNOTATION: &str = "org.keel.stats";
+
+/// The cgroup is joined from the parent, before the child runs anything: nothing runs in
+/// the child for it.
+pub const ORDER: StageOrder = StageOrder(120);
+
+/// The cgroup path when the spec gives none: one cgroup per run, under /keel.
+pub fn default_cgroups_path() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("/keel/run-{}-{nanos:08x}", std::process::id())
+}
+
+pub struct Limits {
+    cgroup: Box<dyn Cgroup>,
+    resources: LinuxResources,
+    show_stats: bool,
+}
+
+impl Limits {
+    pub fn from_spec(spec: &Spec, layout: &Layout) -> Result<Self, CgroupError> {
+        let linux = spec.linux().as_ref();
+        let path = linux
+            .and_then(|l| l.cgroups_path().clone())
+            .map(|p| p.display().to_string());
+        let path = path.unwrap_or_else(default_cgroups_path);
+        let resources = linux.and_then(|l| l.resources().clone()).unwrap_or_default();
+        Ok(Self {
+            cgroup: cgroups::open(layout, &path)?,
+            resources,
+            show_stats: annotated(spec, STATS_ANNOTATION),
+        })
+    }
+
+    fn memory_limit(&self) -> Option<u64> {
+        self.resources
+            .memory()
+            .as_ref()
+            .and_then(|m| m.limit())
+            .and_then(|l| u64::try_from(l).ok())
+    }
+}
+
+fn stage_error(error: CgroupError) -> StageError {
+    StageError::new("cgroups", error.to_string())
+}
+
+impl Stage for Limits {
+    fn name(&self) -> &'static str {
+        "cgroups"
+    }
+
+    fn order(&self) -> StageOrder {
+        ORDER
+    }
+
+    // ANCHOR: join
+    /// The child waits for our go-ahead, so it enters its cgroup before running anything:
+    /// there is no moment when it runs without its limits.
+    fn in_parent(&self, child: Pid) -> Result<(), StageError> {
+        self.cgroup.create(&self.resources).map_err(stage_error)?;
+        self.cgroup.add(child).map_err(stage_error)
+    }
+    // ANCHOR_END: join
+
+    // ANCHOR: oom
+    fn after_exit(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        // The kernel counts OOM kills in the cgroup (memory.events / memory.oom_control):
+        // read, not guessed from an exit status.
+        let kills = self.cgroup.oom_kills();
+        if kills > 0 {
+            let limit = self
+                .memory_limit()
+                .map_or("its memory limit".to_owned(), |l| format!("the {} limit", human(l)));
+            notes.push(format!(
+                "out of memory: the kernel's OOM killer killed {kills} process(es) of the container at {limit}"
+            ));
+        }
+        // ANCHOR_END: oom
+        if self.show_stats {
+            let stats = self.cgroup.stats();
+            let or_na = |v: Option<String>| v.unwrap_or_else(|| "n/a".to_owned());
+            notes.push(format!(
+                "stats: peak memory {}, cpu time {}, peak pids {}",
+                or_na(stats.memory_peak.map(human)),
+                or_na(stats.cpu_usec.map(|us| format!("{:.3} s", us as f64 / 1e6))),
+                or_na(stats.pids_peak.map(|p| p.to_string())),
+            ));
+        }
+        notes
+    }
+
+    fn cleanup(&self) {
+        if let Err(error) = self.cgroup.destroy() {
+            let paths: Vec<String> = self.cgroup.paths().iter().map(|p| p.display().to_string()).collect();
+            eprintln!("warning: the cgroup {} could not be removed: {error}", paths.join(", "));
+        }
+    }
+}
+
+/// Whether `path` is one of this container's cgroup directories (for tests and doctor).
+pub fn is_ours(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("run-"))
+}
