@@ -68,7 +68,7 @@ impl Cgroup for CgroupV2 {
 
     fn create(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
         let root = &self.root;
-        let available = files::read(&root, "cgroup.controllers").unwrap_or_default();
+        let available = files::read(root, "cgroup.controllers").unwrap_or_default();
         let needed = needed(resources);
         if let Some(missing) = needed.iter().find(|c| !available.split_whitespace().any(|a| a == **c)) {
             return Err(CgroupError::NoController {
