@@ -176,7 +176,7 @@ mod tests {
             .memory(memory)
             .build()
             .expect("resources");
-        let error = CgroupV2::new(root.path().join("keel/c1"))
+        let error = CgroupV2::new(root.path(), Path::new("keel/c1"))
             .create(&resources)
             .expect_err("no memory");
         assert!(
