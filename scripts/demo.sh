@@ -13,7 +13,9 @@ show() {
   printf '\n$'
   printf ' %q' "$@"
   printf '\n'
-  "$@"
+  local status=0
+  "$@" || status=$?
+  [ "$status" -eq 0 ] || echo "(exit status $status)"
 }
 
 echo "== step 01: new UTS, IPC and network namespaces"
@@ -28,7 +30,25 @@ show $bin/step02-pid-ns run --init -- sh -c 'echo "under --init my pid is $$, my
 echo
 echo "== step 03: a mount namespace and the busybox rootfs, entered with pivot_root"
 show $bin/step03-mount-ns rootfs "$rootfs" --force
-show $bin/step03-mount-ns run --rootfs "$rootfs" --hostname box --init -v /etc/hostname:/host-hostname:ro -- \
-  sh -c 'ls /; ps -o pid,comm; cut -d" " -f5,9 /proc/self/mountinfo; cat /host-hostname'
+show $bin/step03-mount-ns run --rootfs "$rootfs" --hostname box --init -v /etc/hostname:/etc/hostname:ro -- \
+  sh -c 'ls /; ps -o pid,comm; cut -d" " -f5,9 /proc/self/mountinfo; echo "the host's /etc/hostname, bound read-only: $(cat /etc/hostname)"'
+
+echo
+echo "== step 04: cgroups: limits the kernel enforces (an OOM kill is reported as such)"
+show $bin/step04-cgroups run --rootfs "$rootfs" --memory 32m --pids-limit 20 --cpus 0.5 --stats -- \
+  sh -c 'cat /proc/self/cgroup | head -3; ls /sys/fs/cgroup; echo "now allocating 64 MiB..."; dd if=/dev/zero of=/dev/null bs=64M count=1'
+
+echo
+echo "== step 05: overlay: the rootfs as a read-only layer, the container's writes in its own snapshot"
+store=$(mktemp -d)
+show $bin/step05-overlay run --root "$store" --layer "$rootfs" --name demo --keep -- \
+  sh -c 'echo hello > /greeting; rm /etc/os-release; ls /'
+show $bin/step05-overlay snapshot --root "$store" diff demo
+show $bin/step05-overlay snapshot --root "$store" commit demo "$store/layer2"
+show $bin/step05-overlay run --root "$store" --layer "$rootfs" --layer "$store/layer2" -- cat /greeting
+show $bin/step05-overlay snapshot --root "$store" rm demo
+rm -rf "$store"
+echo "the read-only layer still has /etc/os-release: $(ls "$rootfs/etc/os-release")"
+
 echo
 echo "Demo done. Read the book (mdbook serve book) for what each step does and why."
