@@ -31,7 +31,7 @@ echo
 echo "== step 03: a mount namespace and the busybox rootfs, entered with pivot_root"
 show $bin/step03-mount-ns rootfs "$rootfs" --force
 show $bin/step03-mount-ns run --rootfs "$rootfs" --hostname box --init -v /etc/hostname:/etc/hostname:ro -- \
-  sh -c 'ls /; ps -o pid,comm; cut -d" " -f5,9 /proc/self/mountinfo; echo "the host's /etc/hostname, bound read-only: $(cat /etc/hostname)"'
+  sh -c 'ls /; ps -o pid,comm; cut -d" " -f5,9 /proc/self/mountinfo; echo "/etc/hostname, bound read-only from the host: $(cat /etc/hostname)"'
 
 echo
 echo "== step 04: cgroups: limits the kernel enforces (an OOM kill is reported as such)"
