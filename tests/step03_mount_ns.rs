@@ -221,3 +221,23 @@ fn bad_input_is_refused_clearly_and_leaves_no_mount() {
     insta::assert_snapshot!("errors", transcript);
     assert_eq!(before, host_mounts(), "a mount was left behind");
 }
+
+#[test]
+fn the_command_runs_as_the_user_asked_for() {
+    if !needs_root() {
+        return;
+    }
+    let rootfs = TestRootfs::new();
+    let output = run_in(
+        &rootfs,
+        &["--user", "65534:65534"],
+        &[PROBE_IN_ROOTFS, "ids", "write:/root/x"],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let report = stdout(&output);
+    assert!(
+        report.starts_with("Uid: 65534 65534 65534 65534\nGid: 65534 65534 65534 65534\n"),
+        "{report}"
+    );
+    assert!(report.ends_with("write /root/x: PermissionDenied\n"), "{report}");
+}

@@ -42,6 +42,9 @@ pub struct RunArgs {
     /// Set an environment variable inside the container (KEY=VALUE, or KEY to pass yours on)
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
+    /// Run the command as UID[:GID] (numbers; default 0:0)
+    #[arg(short = 'u', long = "user", value_name = "UID[:GID]", value_parser = parse_user)]
+    pub user: Option<(u32, u32)>,
     /// The command to run and its arguments
     #[arg(
         required = true,
@@ -54,11 +57,23 @@ pub struct RunArgs {
 
 impl ToSpec for RunArgs {
     fn to_spec(&self) -> anyhow::Result<Spec> {
-        Ok(crate::spec::base_spec(
-            &self.command,
-            self.hostname.as_deref(),
-            &self.env,
-        )?)
+        let mut spec = crate::spec::base_spec(&self.command, self.hostname.as_deref(), &self.env)?;
+        if let (Some((uid, gid)), Some(process)) = (self.user, spec.process_mut()) {
+            process.set_user(oci_spec::runtime::UserBuilder::default().uid(uid).gid(gid).build()?);
+        }
+        Ok(spec)
+    }
+}
+
+/// `UID` or `UID:GID` (the gid defaults to the uid, as for docker's numeric users).
+fn parse_user(text: &str) -> Result<(u32, u32), String> {
+    let number = |s: &str| {
+        s.parse::<u32>()
+            .map_err(|_| format!("{text:?}: use a numeric UID or UID:GID (user names come with images, in step 06)"))
+    };
+    match text.split_once(':') {
+        Some((uid, gid)) => Ok((number(uid)?, number(gid)?)),
+        None => number(text).map(|uid| (uid, uid)),
     }
 }
 

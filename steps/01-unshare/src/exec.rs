@@ -7,6 +7,7 @@
 
 use nix::errno::Errno;
 use nix::sys::signal::{sigprocmask, SigmaskHow};
+use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::Spec;
 use std::ffi::{CString, NulError};
 use std::os::raw::c_char;
@@ -32,6 +33,8 @@ pub struct ExecPlan {
     program: CString,
     candidates: Vec<CString>,
     cwd: CString,
+    /// `process.user` when it is not plain root: ids to take before exec.
+    user: Option<(Uid, Gid, Vec<Gid>)>,
     // The CStrings own the bytes the pointer arrays below point into; neither moves after
     // construction, so the pointers stay valid for as long as the plan lives.
     _argv: Vec<CString>,
@@ -61,10 +64,21 @@ impl ExecPlan {
         let envp: Vec<CString> = env.iter().map(|e| CString::new(e.as_str())).collect::<Result<_, _>>()?;
         let argv_ptrs = null_terminated(&argv);
         let envp_ptrs = null_terminated(&envp);
+        let user = process.user();
+        let additional: Vec<Gid> = user
+            .additional_gids()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|g| Gid::from_raw(*g))
+            .collect();
+        let user = (user.uid() != 0 || user.gid() != 0 || !additional.is_empty())
+            .then(|| (Uid::from_raw(user.uid()), Gid::from_raw(user.gid()), additional));
         Ok(Self {
             program: CString::new(program.as_str())?,
             candidates,
             cwd: CString::new(process.cwd().as_os_str().as_encoded_bytes())?,
+            user,
             _argv: argv,
             _envp: envp,
             argv_ptrs,
@@ -75,6 +89,16 @@ impl ExecPlan {
     /// In the child: enter the working directory, restore the signal mask, and replace this
     /// process with the command. Returns only if that failed.
     pub fn exec(&self, ctx: &ChildContext) -> ChildError {
+        // The user first, so that entering the working directory is checked as that user.
+        if let Some((uid, gid, additional)) = &self.user {
+            let switched = nix::unistd::setgroups(additional)
+                .map_err(|e| (e, &b"setgroups"[..]))
+                .and_then(|()| nix::unistd::setgid(*gid).map_err(|e| (e, &b"setgid"[..])))
+                .and_then(|()| nix::unistd::setuid(*uid).map_err(|e| (e, &b"setuid"[..])));
+            if let Err((errno, call)) = switched {
+                return ChildError::setup(errno, &[b"switching to the user of process.user: ", call]);
+            }
+        }
         if let Err(errno) = nix::unistd::chdir(self.cwd.as_c_str()) {
             return ChildError::setup(
                 errno,

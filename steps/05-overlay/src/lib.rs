@@ -211,6 +211,13 @@ impl Step for Step05 {
     }
 
     fn more(command: More) -> anyhow::Result<i32> {
+        Self::more_command(command)
+    }
+}
+
+impl Step05 {
+    /// Step 05's own commands, for the steps after it to offer as well.
+    pub fn more_command(command: More) -> anyhow::Result<i32> {
         match command {
             More::Step03(more) => step04_cgroups::step03_mount_ns::Step03::more(more),
             More::Snapshot { root, command } => snapshot_command(&root, command),
