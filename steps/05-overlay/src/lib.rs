@@ -43,10 +43,10 @@ pub struct RunArgs {
     #[arg(long = "layer", value_name = "DIR", conflicts_with = "rootfs")]
     pub layers: Vec<PathBuf>,
     /// The name of the container's snapshot (default: a new id)
-    #[arg(long, value_name = "NAME", requires = "layers")]
+    #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
     /// Keep the container's writes after it ends (see the `snapshot` commands)
-    #[arg(long, requires = "layers")]
+    #[arg(long)]
     pub keep: bool,
     /// Where keel keeps its data (snapshots under ROOT/snapshots)
     #[arg(long, value_name = "DIR", default_value = store::DEFAULT_ROOT)]
@@ -58,6 +58,8 @@ pub struct RunArgs {
 impl ToSpec for RunArgs {
     fn to_spec(&self) -> anyhow::Result<Spec> {
         if self.layers.is_empty() {
+            // Checked here rather than by clap: step 06 gives the layers of an image instead.
+            anyhow::ensure!(self.name.is_none() && !self.keep, "--name and --keep name a snapshot: they need --layer");
             return self.step04.to_spec();
         }
         let id = self.name.clone().unwrap_or_else(store::new_id);
