@@ -19,6 +19,14 @@ fi
 command -v setpriv >/dev/null || missing+=(util-linux)
 command -v python3 >/dev/null || missing+=(python3)
 command -v file >/dev/null || missing+=(file)
+# Real peers for the image tests: a registry server, skopeo to push to it, htpasswd and
+# openssl for its basic auth and TLS; umoci for the unpack benchmark.
+command -v docker-registry >/dev/null || missing+=(docker-registry)
+command -v skopeo >/dev/null || missing+=(skopeo)
+command -v umoci >/dev/null || missing+=(umoci)
+command -v htpasswd >/dev/null || missing+=(apache2-utils)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v tar >/dev/null || missing+=(tar)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   apt-get update -qq
