@@ -106,3 +106,50 @@ fn without_init_pid_1_ignores_a_signal_it_has_no_handler_for() {
     );
     assert_eq!(wait(child), Some(0), "sleep ends normally after its 3 s");
 }
+
+#[test]
+fn sigint_reaches_the_command_even_when_the_caller_ignored_it() {
+    if !needs_root() {
+        return;
+    }
+    // A shell without job control starts background jobs with SIGINT ignored; the tool must
+    // still take it and pass it on (an ignored signal would never reach sigwait).
+    let script = format!(
+        "{} run --init -- sleep 30 & pid=$!; sleep 0.4; kill -INT $pid; wait $pid",
+        binary(STEP).display()
+    );
+    let output = assert_cmd::Command::new("sh")
+        .args(["-c", &script])
+        .timeout(Duration::from_secs(20))
+        .output()
+        .expect("sh");
+    assert_eq!(output.status.code(), Some(130), "{output:?}");
+}
+
+#[test]
+fn the_container_does_not_outlive_a_killed_tool() {
+    if !needs_root() {
+        return;
+    }
+    let marker = format!("keel-test-orphan-{}", std::process::id());
+    // `exec -a` is not in every sh: name the process through a symlink to sleep instead.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sleeper = dir.path().join(&marker);
+    std::os::unix::fs::symlink("/bin/sleep", &sleeper).expect("symlink");
+    let mut child = Command::new(binary(STEP))
+        .args(["run", "--"])
+        .arg(&sleeper)
+        .arg("30")
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(400));
+    child.kill().expect("SIGKILL the tool");
+    let _ = child.wait();
+    std::thread::sleep(Duration::from_millis(300));
+    let alive = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("cmdline")).ok())
+        .any(|cmdline| cmdline.contains(&marker));
+    assert!(!alive, "the container kept running after its tool was killed");
+}

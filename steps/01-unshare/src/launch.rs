@@ -160,6 +160,12 @@ impl Drop for Container<'_> {
 // ANCHOR: child
 /// The child's whole life before `exec`. It never returns: it execs or exits.
 fn child(sync: &OwnedFd, errors: &OwnedFd, stages: &[Box<dyn Stage>], exec: &ExecPlan, ctx: &ChildContext) -> isize {
+    // If the tool is killed (even with SIGKILL), the container goes with it instead of
+    // running on unsupervised. Set before waiting for the go-ahead: a parent that died
+    // before this point has closed the sync pipe, so the read below sees EOF.
+    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() {
+        exit_now(125);
+    }
     // Wait for the parent: until it has written our id maps (and, later, placed us in a
     // cgroup) we must not run anything. EOF instead of "go" means the parent gave up.
     let mut go = [0u8; 2];

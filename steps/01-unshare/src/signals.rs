@@ -5,7 +5,7 @@
 //! container and, in step 02, the container's init waiting for the command.
 
 use nix::errno::Errno;
-use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{kill, sigaction, sigprocmask, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
@@ -31,9 +31,20 @@ fn supervised() -> SigSet {
 }
 
 /// Blocks the forwarded signals and SIGCHLD; returns the mask to restore afterwards.
+///
+/// Their dispositions are reset to the default too: a signal set to "ignore" (as a shell
+/// does for SIGINT and SIGQUIT in background jobs) is discarded by the kernel rather than
+/// left pending, so `sigwait` would never see it; and exec keeps "ignore", so the command
+/// would not get it either. Blocked, the default action cannot fire here.
 pub fn block() -> Result<SigSet, Errno> {
     let mut original = SigSet::empty();
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&supervised()), Some(&mut original))?;
+    let set = supervised();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut original))?;
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for signal in set.iter() {
+        // SAFETY: SIG_DFL installs no handler, so no code of ours can run in signal context.
+        unsafe { sigaction(signal, &default) }?;
+    }
     Ok(original)
 }
 

@@ -59,7 +59,7 @@ impl Step for Step02 {
     type More = NoMore;
     const NAME: &'static str = "step02-pid-ns";
     const ABOUT: &'static str = "Step 02: step 01 plus a PID namespace, with the command or a minimal init as PID 1";
-    const EXAMPLES: &'static str = "Examples:\n  step02-pid-ns run -- sh -c 'echo my pid is $$'\n  step02-pid-ns run --init -- sh -c 'sleep 1 & exec sleep 30'\n";
+    const EXAMPLES: &'static str = "Examples:\n  step02-pid-ns run -- sh -c 'echo my pid is $$'\n  step02-pid-ns run --init -- sh -c \"sh -c 'sleep 1 &'; exec sleep 30\"\n";
 
     fn stages(spec: &Spec) -> Result<Vec<Box<dyn Stage>>, StageBuildError> {
         stages(spec)
