@@ -9,22 +9,29 @@ use crate::launch::{self, LaunchError};
 use crate::signals;
 use crate::stage::{Stage, StageBuildError};
 
+/// Builds every stage of a step (and the steps before it) from a spec.
+pub type StagesFn = fn(&Spec) -> Result<Vec<Box<dyn Stage>>, StageBuildError>;
+
+/// Subcommands a step adds besides `run` and `doctor`, and how they run.
+pub trait MoreCommands: Subcommand {
+    /// Runs the subcommand; returns the exit status.
+    fn run(self) -> anyhow::Result<i32>;
+}
+
 /// What a step plugs into the shared command line.
 pub trait Step {
     /// The flags of `run`: the previous step's plus this step's own.
     type Run: Args + ToSpec;
     /// Subcommands this step adds besides `run` and `doctor`.
-    type More: Subcommand;
+    type More: MoreCommands;
     /// The binary's name, for `--help` and errors.
     const NAME: &'static str;
     /// One line saying what this step adds.
     const ABOUT: &'static str;
     /// Shown at the end of `--help`.
     const EXAMPLES: &'static str;
-    /// Every stage of this step and the steps before it, built from `spec`.
-    fn stages(spec: &Spec) -> Result<Vec<Box<dyn Stage>>, StageBuildError>;
-    /// Runs one of this step's own subcommands; returns the exit status.
-    fn more(command: Self::More) -> anyhow::Result<i32>;
+    /// Every stage of this step and the steps before it.
+    const STAGES: StagesFn;
 }
 
 /// Flags that describe a container become an OCI runtime spec.
@@ -81,6 +88,12 @@ fn parse_user(text: &str) -> Result<(u32, u32), String> {
 #[derive(Debug, Subcommand)]
 pub enum NoMore {}
 
+impl MoreCommands for NoMore {
+    fn run(self) -> anyhow::Result<i32> {
+        match self {}
+    }
+}
+
 #[derive(Debug, Parser)]
 struct Cli<R: Args, M: Subcommand> {
     #[command(subcommand)]
@@ -123,7 +136,7 @@ pub fn main<S: Step>() -> ! {
     let result = match cli.command {
         Command::Run(args) => run::<S>(&args),
         Command::Doctor => Ok(crate::doctor::report()),
-        Command::More(more) => S::more(more),
+        Command::More(more) => more.run(),
     };
     exit(S::NAME, result)
 }
@@ -131,7 +144,7 @@ pub fn main<S: Step>() -> ! {
 /// `run`: build the spec, the stages, start the container, wait for it.
 fn run<S: Step>(args: &S::Run) -> anyhow::Result<i32> {
     let spec = args.to_spec()?;
-    let stages = S::stages(&spec)?;
+    let stages = (S::STAGES)(&spec)?;
     let exit = launch::run(&spec, stages)?;
     for note in &exit.notes {
         eprintln!("{}: {note}", S::NAME);

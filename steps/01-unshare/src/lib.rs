@@ -14,12 +14,14 @@ pub mod doctor;
 pub mod exec;
 pub mod launch;
 pub mod namespaces;
+pub mod path_error;
 pub mod signals;
 pub mod spec;
 pub mod stage;
 
 pub use oci_spec;
 
+use cli::StagesFn;
 use oci_spec::runtime::Spec;
 use stage::{Stage, StageBuildError};
 
@@ -34,13 +36,7 @@ impl cli::Step for Step01 {
     const EXAMPLES: &'static str =
         "Examples:\n  step01-unshare run --hostname box -- sh -c 'hostname; ip link'\n  step01-unshare doctor\n";
 
-    fn stages(spec: &Spec) -> Result<Vec<Box<dyn Stage>>, StageBuildError> {
-        stages(spec)
-    }
-
-    fn more(command: cli::NoMore) -> anyhow::Result<i32> {
-        match command {}
-    }
+    const STAGES: StagesFn = stages;
 }
 
 // ANCHOR: stages

@@ -10,7 +10,7 @@ pub mod pid_namespace;
 pub use step01_unshare;
 
 use clap::Args;
-use step01_unshare::cli::{NoMore, Step, ToSpec};
+use step01_unshare::cli::{NoMore, StagesFn, Step, ToSpec};
 use step01_unshare::oci_spec::runtime::{LinuxNamespaceType, Spec};
 use step01_unshare::spec::{add_namespace, annotate};
 use step01_unshare::stage::{Stage, StageBuildError};
@@ -61,13 +61,7 @@ impl Step for Step02 {
     const ABOUT: &'static str = "Step 02: step 01 plus a PID namespace, with the command or a minimal init as PID 1";
     const EXAMPLES: &'static str = "Examples:\n  step02-pid-ns run -- sh -c 'echo my pid is $$'\n  step02-pid-ns run --init -- sh -c \"sh -c 'sleep 1 &'; exec sleep 30\"\n";
 
-    fn stages(spec: &Spec) -> Result<Vec<Box<dyn Stage>>, StageBuildError> {
-        stages(spec)
-    }
-
-    fn more(command: NoMore) -> anyhow::Result<i32> {
-        match command {}
-    }
+    const STAGES: StagesFn = stages;
 }
 
 #[cfg(test)]

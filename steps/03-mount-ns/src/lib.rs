@@ -16,7 +16,7 @@ pub use step02_pid_ns;
 use clap::{Args, Subcommand};
 use oci_spec::runtime::{LinuxNamespaceType, Mount, RootBuilder, Spec};
 use std::path::PathBuf;
-use step02_pid_ns::step01_unshare::cli::{Step, ToSpec};
+use step02_pid_ns::step01_unshare::cli::{MoreCommands, StagesFn, Step, ToSpec};
 use step02_pid_ns::step01_unshare::oci_spec;
 use step02_pid_ns::step01_unshare::spec::add_namespace;
 use step02_pid_ns::step01_unshare::stage::{Stage, StageBuildError};
@@ -137,12 +137,12 @@ impl Step for Step03 {
         "Step 03: step 02 plus a mount namespace, a root filesystem, /proc, /sys, /dev and volumes";
     const EXAMPLES: &'static str = "Examples:\n  step03-mount-ns rootfs /var/lib/keel/rootfs\n  step03-mount-ns run --rootfs /var/lib/keel/rootfs -- sh -c 'ls /; ps'\n  step03-mount-ns run --rootfs /var/lib/keel/rootfs -v /tmp:/data:ro --read-only -- sh\n";
 
-    fn stages(spec: &Spec) -> Result<Vec<Box<dyn Stage>>, StageBuildError> {
-        stages(spec)
-    }
+    const STAGES: StagesFn = stages;
+}
 
-    fn more(command: More) -> anyhow::Result<i32> {
-        match command {
+impl MoreCommands for More {
+    fn run(self) -> anyhow::Result<i32> {
+        match self {
             More::Rootfs { dir, busybox, force } => {
                 busybox::build(&dir, busybox.as_deref(), force)?;
                 println!("{}", dir.display());

@@ -12,7 +12,7 @@ pub mod size;
 pub use step03_mount_ns;
 
 use clap::Args;
-use step01_unshare::cli::{NoMore, Step, ToSpec};
+use step01_unshare::cli::{NoMore, StagesFn, Step, ToSpec};
 use step01_unshare::oci_spec::runtime::{
     LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount, Spec,
 };
@@ -202,13 +202,7 @@ impl Step for Step04 {
     const ABOUT: &'static str = "Step 04: step 03 plus cgroup limits (memory, cpu, pids) and a cgroup namespace";
     const EXAMPLES: &'static str = "Examples:\n  step04-cgroups run --rootfs /var/lib/keel/rootfs --memory 32m --pids-limit 20 -- sh\n  step04-cgroups run --rootfs /var/lib/keel/rootfs --cpus 0.5 --stats -- sh -c 'timeout 2 yes >/dev/null'\n";
 
-    fn stages(spec: &Spec) -> Result<Vec<Box<dyn Stage>>, StageBuildError> {
-        stages(spec)
-    }
-
-    fn more(command: NoMore) -> anyhow::Result<i32> {
-        match command {}
-    }
+    const STAGES: StagesFn = stages;
 }
 
 #[cfg(test)]

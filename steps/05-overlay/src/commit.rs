@@ -13,11 +13,8 @@ use crate::store::{io, StoreError};
 /// Copies `upper` to a new directory `dest`.
 pub fn commit(upper: &Path, dest: &Path) -> Result<(), StoreError> {
     if dest.exists() {
-        return Err(StoreError::Io {
-            action: "committing to",
-            path: dest.to_owned(),
-            source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "it already exists"),
-        });
+        let exists = std::io::Error::new(std::io::ErrorKind::AlreadyExists, "it already exists");
+        return Err(io("committing to", dest)(exists).into());
     }
     let staging = dest.with_file_name(format!(
         ".{}.commit",
@@ -27,8 +24,11 @@ pub fn commit(upper: &Path, dest: &Path) -> Result<(), StoreError> {
         std::fs::remove_dir_all(&staging).map_err(io("removing", &staging))?;
     }
     let mut links = HashMap::new();
-    let result = copy_tree(upper, &staging, &mut links)
-        .and_then(|()| std::fs::rename(&staging, dest).map_err(io("renaming", dest)));
+    let result = copy_tree(upper, &staging, &mut links).and_then(|()| {
+        std::fs::rename(&staging, dest)
+            .map_err(io("renaming", dest))
+            .map_err(Into::into)
+    });
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&staging);
     }
@@ -55,7 +55,9 @@ fn copy_entry(from: &Path, to: &Path, links: &mut HashMap<(u64, u64), PathBuf>) 
     let kind = meta.file_type();
     if !kind.is_dir() && meta.nlink() > 1 {
         if let Some(first) = links.get(&(meta.dev(), meta.ino())) {
-            return std::fs::hard_link(first, to).map_err(io("linking", to));
+            return std::fs::hard_link(first, to)
+                .map_err(io("linking", to))
+                .map_err(Into::into);
         }
         links.insert((meta.dev(), meta.ino()), to.to_owned());
     }

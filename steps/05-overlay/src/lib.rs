@@ -20,7 +20,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
-use step01_unshare::cli::{Step, ToSpec};
+use step01_unshare::cli::{MoreCommands, StagesFn, Step, ToSpec};
 use step01_unshare::oci_spec::runtime::Spec;
 use step01_unshare::spec::{annotate, annotated};
 use step01_unshare::stage::{Stage, StageBuildError};
@@ -59,7 +59,10 @@ impl ToSpec for RunArgs {
     fn to_spec(&self) -> anyhow::Result<Spec> {
         if self.layers.is_empty() {
             // Checked here rather than by clap: step 06 gives the layers of an image instead.
-            anyhow::ensure!(self.name.is_none() && !self.keep, "--name and --keep name a snapshot: they need --layer");
+            anyhow::ensure!(
+                self.name.is_none() && !self.keep,
+                "--name and --keep name a snapshot: they need --layer"
+            );
             return self.step04.to_spec();
         }
         let id = self.name.clone().unwrap_or_else(store::new_id);
@@ -131,7 +134,9 @@ fn prepare(
     layers::overlay_available()?;
     let layers = layers::check(layers)?;
     let store = Store::new(root);
-    std::fs::create_dir_all(store.dir()).map_err(store::io("creating", store.dir()))?;
+    std::fs::create_dir_all(store.dir())
+        .map_err(store::io("creating", store.dir()))
+        .map_err(store::StoreError::from)?;
     layers::can_hold_upper(store.dir())?;
     let snapshot = store.create(id, &layers)?;
     let lock = snapshot.lock()?;
@@ -208,20 +213,13 @@ impl Step for Step05 {
     const ABOUT: &'static str = "Step 05: step 04 plus a copy-on-write root filesystem from read-only layers";
     const EXAMPLES: &'static str = "Examples:\n  step05-overlay run --layer /var/lib/keel/rootfs --name demo --keep -- sh -c 'echo hi > /hello; rm /etc/hostname'\n  step05-overlay snapshot diff demo\n  step05-overlay snapshot commit demo /tmp/layer2\n  step05-overlay run --layer /var/lib/keel/rootfs --layer /tmp/layer2 -- cat /hello\n";
 
-    fn stages(spec: &Spec) -> Result<Vec<Box<dyn Stage>>, StageBuildError> {
-        stages(spec)
-    }
-
-    fn more(command: More) -> anyhow::Result<i32> {
-        Self::more_command(command)
-    }
+    const STAGES: StagesFn = stages;
 }
 
-impl Step05 {
-    /// Step 05's own commands, for the steps after it to offer as well.
-    pub fn more_command(command: More) -> anyhow::Result<i32> {
-        match command {
-            More::Step03(more) => step04_cgroups::step03_mount_ns::Step03::more(more),
+impl MoreCommands for More {
+    fn run(self) -> anyhow::Result<i32> {
+        match self {
+            More::Step03(more) => more.run(),
             More::Snapshot { root, command } => snapshot_command(&root, command),
         }
     }

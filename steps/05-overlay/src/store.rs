@@ -5,6 +5,7 @@
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+pub use step04_cgroups::step03_mount_ns::step02_pid_ns::step01_unshare::path_error::{path_error as io, PathError};
 
 /// The data root when `--root` is not given.
 pub const DEFAULT_ROOT: &str = "/var/lib/keel";
@@ -19,20 +20,8 @@ pub enum StoreError {
     Exists(String),
     #[error("snapshot {0} is in use by a running container")]
     InUse(String),
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
-
-pub fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
-    move |source| StoreError::Io {
-        action,
-        path: path.to_owned(),
-        source,
-    }
+    #[error(transparent)]
+    Io(#[from] PathError),
 }
 
 /// The snapshots under a data root.
@@ -125,7 +114,7 @@ impl Store {
         match std::fs::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(StoreError::Exists(id.to_owned())),
-            Err(e) => return Err(io("creating", &dir)(e)),
+            Err(e) => return Err(io("creating", &dir)(e).into()),
         }
         let snapshot = Snapshot { id: id.to_owned(), dir };
         for sub in [snapshot.upper(), snapshot.work(), snapshot.merged()] {
@@ -140,7 +129,9 @@ impl Store {
     pub fn remove(&self, id: &str) -> Result<(), StoreError> {
         let snapshot = self.get(id)?;
         let _lock = snapshot.lock()?;
-        std::fs::remove_dir_all(&snapshot.dir).map_err(io("removing", &snapshot.dir))
+        std::fs::remove_dir_all(&snapshot.dir)
+            .map_err(io("removing", &snapshot.dir))
+            .map_err(Into::into)
     }
 
     /// Every snapshot's id, sorted.
@@ -148,7 +139,7 @@ impl Store {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io("reading", &self.dir)(e)),
+            Err(e) => return Err(io("reading", &self.dir)(e).into()),
         };
         let mut ids: Vec<String> = entries
             .flatten()
