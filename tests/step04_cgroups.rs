@@ -260,3 +260,31 @@ fn on_cgroup2_a_controller_it_does_not_offer_is_a_clear_error() {
         assert!(!dir.exists());
     }
 }
+
+#[test]
+fn the_cgroup_of_a_killed_tool_is_removed_by_the_next_run() {
+    if !needs_root() {
+        return;
+    }
+    let mut child = std::process::Command::new(binary(STEP))
+        .args(["run", "--cgroup-parent", "keel-test-killed", "--", "sleep", "30"])
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(400));
+    // SIGKILL: the tool cannot clean up, its container dies with it (PR_SET_PDEATHSIG).
+    child.kill().expect("kill");
+    let _ = child.wait();
+    std::thread::sleep(Duration::from_millis(200));
+    let stale = cgroup_dirs("keel-test-killed");
+    assert!(!stale.is_empty(), "the killed run left no cgroup: nothing to test");
+    let next = step(STEP)
+        .args(["run", "--cgroup-parent", "keel-test-killed", "--", "true"])
+        .output()
+        .expect("run");
+    assert!(next.status.success(), "{next:?}");
+    assert!(
+        cgroup_dirs("keel-test-killed").is_empty(),
+        "left behind: {:?}",
+        cgroup_dirs("keel-test-killed")
+    );
+}

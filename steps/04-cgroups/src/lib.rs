@@ -200,7 +200,7 @@ impl Step for Step04 {
     type More = NoMore;
     const NAME: &'static str = "step04-cgroups";
     const ABOUT: &'static str = "Step 04: step 03 plus cgroup limits (memory, cpu, pids) and a cgroup namespace";
-    const EXAMPLES: &'static str = "Examples:\n  step04-cgroups run --rootfs /var/lib/keel/rootfs --memory 32m --pids-limit 20 -- sh\n  step04-cgroups run --rootfs /var/lib/keel/rootfs --cpus 0.5 --stats -- sh -c 'timeout 2 yes >/dev/null'\n";
+    const EXAMPLES: &'static str = "Examples:\n  step04-cgroups run --rootfs /var/lib/keel/rootfs --memory 32m --pids-limit 20 -- sh\n  step04-cgroups run --rootfs /var/lib/keel/rootfs --init --cpus 0.5 --stats -- timeout 2 yes >/dev/null\n";
 
     const STAGES: StagesFn = stages;
 }

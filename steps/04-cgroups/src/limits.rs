@@ -25,6 +25,33 @@ pub fn default_cgroups_path() -> String {
     format!("/keel/run-{}-{nanos:08x}", std::process::id())
 }
 
+/// Removes the cgroups of earlier runs whose tool is gone (killed with SIGKILL, it could not
+/// clean up; its container died with it, so the cgroup is empty). A run's cgroup is named
+/// after its tool's pid: `run-<pid>-<nanos>`.
+pub fn remove_stale(layout: &Layout, parent: &str) {
+    let roots: Vec<std::path::PathBuf> = match layout {
+        Layout::V2 { root } => vec![root.clone()],
+        Layout::V1 { hierarchies, .. } => {
+            let mut roots: Vec<_> = hierarchies.values().cloned().collect();
+            roots.sort();
+            roots.dedup();
+            roots
+        }
+    };
+    for dir in roots.iter().map(|root| root.join(parent.trim_start_matches('/'))) {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = name
+                .strip_prefix("run-")
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+                let _ = cgroups::files::kill_all_and_remove(&entry.path());
+            }
+        }
+    }
+}
+
 pub struct Limits {
     cgroup: Box<dyn Cgroup>,
     resources: LinuxResources,
@@ -38,6 +65,9 @@ impl Limits {
             .and_then(|l| l.cgroups_path().clone())
             .map(|p| p.display().to_string());
         let path = path.unwrap_or_else(default_cgroups_path);
+        if let Some((parent, _)) = path.rsplit_once('/') {
+            remove_stale(layout, parent);
+        }
         let resources = linux.and_then(|l| l.resources().clone()).unwrap_or_default();
         Ok(Self {
             cgroup: cgroups::open(layout, &path)?,

@@ -6,13 +6,16 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::CgroupError;
+use step03_mount_ns::step02_pid_ns::step01_unshare::path_error::PathError;
 
 pub fn write(dir: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
     let path = dir.join(file);
-    std::fs::write(&path, value).map_err(|source| CgroupError::Io {
-        action: "writing",
-        path,
-        source,
+    std::fs::write(&path, value).map_err(|error| {
+        CgroupError::Io(PathError {
+            action: "writing",
+            path,
+            error,
+        })
     })
 }
 
@@ -41,11 +44,11 @@ pub fn create_dir(dir: &Path) -> Result<(), CgroupError> {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempts < 3 => attempts += 1,
             Err(source) => {
-                return Err(CgroupError::Io {
+                return Err(CgroupError::Io(PathError {
                     action: "creating",
                     path: dir.to_owned(),
-                    source,
-                })
+                    error: source,
+                }))
             }
         }
     }
@@ -82,11 +85,11 @@ pub fn kill_all_and_remove(dir: &Path) -> Result<(), CgroupError> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    Err(CgroupError::Io {
+    Err(CgroupError::Io(PathError {
         action: "removing",
         path: dir.to_owned(),
-        source: last.unwrap_or_else(|| std::io::Error::other("timed out")),
-    })
+        error: last.unwrap_or_else(|| std::io::Error::other("timed out")),
+    }))
 }
 
 /// Removes `dir` if it is an empty cgroup (another container may still use it: then not).

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::CgroupError;
+use step03_mount_ns::step02_pid_ns::step01_unshare::path_error::PathError;
 
 /// Where cgroup filesystems are mounted on every distribution.
 pub const CANONICAL: &str = "/sys/fs/cgroup";
@@ -25,10 +26,12 @@ pub enum Layout {
 
 impl Layout {
     pub fn detect() -> Result<Self, CgroupError> {
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(|source| CgroupError::Io {
-            action: "reading",
-            path: "/proc/self/mountinfo".into(),
-            source,
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(|source| {
+            CgroupError::Io(PathError {
+                action: "reading",
+                path: "/proc/self/mountinfo".into(),
+                error: source,
+            })
         })?;
         Self::from_mountinfo(&mountinfo)
     }

@@ -15,17 +15,14 @@ pub mod v2;
 use nix::unistd::Pid;
 use std::path::PathBuf;
 use step03_mount_ns::step02_pid_ns::step01_unshare::oci_spec::runtime::LinuxResources;
+use step03_mount_ns::step02_pid_ns::step01_unshare::path_error::PathError;
 
 pub use layout::Layout;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathError),
     #[error("the {controller} controller is not available {where_}: {fix}")]
     NoController {
         controller: &'static str,
