@@ -122,6 +122,12 @@ pub fn command<S: Step>() -> clap::Command {
 
 /// The whole `main` of a step binary.
 pub fn main<S: Step>() -> ! {
+    // Rust starts programs with SIGPIPE ignored. Put back the default: a closed pipe then
+    // ends the tool quietly (`images | head`) instead of a panic, and the container's
+    // command does not inherit "ignore" through exec, as it would not under docker.
+    // SAFETY: SIG_DFL installs no handler; nothing runs in signal context.
+    let _ =
+        unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) };
     let command = command::<S>();
     // Usage errors exit 125 like docker's, not clap's 2: 126, 127 and the command's own
     // statuses keep their meaning.

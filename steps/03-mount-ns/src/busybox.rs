@@ -5,6 +5,7 @@
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use step02_pid_ns::step01_unshare::path_error::{path_error, PathError};
 
 /// Where `rootfs` builds it when given no directory.
 pub const DEFAULT_ROOTFS: &str = "/var/lib/keel/rootfs";
@@ -19,15 +20,12 @@ pub enum BuildError {
     Exists(PathBuf),
     #[error("listing the applets of {path}: {message}")]
     Applets { path: PathBuf, message: String },
-    #[error("building {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Io(#[from] PathError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
-    move |source| BuildError::Io {
-        path: path.to_owned(),
-        source,
-    }
+    move |error| path_error("building", path)(error).into()
 }
 
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
