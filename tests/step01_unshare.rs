@@ -114,3 +114,21 @@ fn doctor_reports_every_check() {
         assert!(report.contains(check), "doctor does not check {check}:\n{report}");
     }
 }
+
+#[test]
+fn the_command_gets_sigpipe_with_its_default_action() {
+    if !needs_root() {
+        return;
+    }
+    // Rust programs start with SIGPIPE ignored, and exec passes "ignore" on: `yes` would then
+    // see EPIPE and complain instead of being ended quietly by the signal.
+    let output = step(STEP)
+        .args(["run", "--", "sh", "-c", "yes | head -n 1"])
+        .output()
+        .expect("run");
+    assert_eq!(
+        (stdout(&output).as_str(), keel_tests::stderr(&output).as_str()),
+        ("y\n", ""),
+        "{output:?}"
+    );
+}
