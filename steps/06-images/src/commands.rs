@@ -265,7 +265,8 @@ fn inspect(store: &Store, reference: &str) -> anyhow::Result<()> {
 
 // ANCHOR: busybox
 /// The embedded default image: step 03's busybox rootfs, as a tar, imported with `sh` as
-/// its command. Built the same way every time, so its id is stable on one machine.
+/// its command. Its layer is the same bytes every time (deterministic tar headers), so it is
+/// stored once however often it is built; the config carries the build time.
 pub fn embedded_busybox(store: &Store, reference: &Reference) -> anyhow::Result<crate::store::images::Image> {
     let work = store.tmp_path("busybox");
     let rootfs = work.join("rootfs");
