@@ -256,7 +256,7 @@ fn on_cgroup2_a_controller_it_does_not_offer_is_a_clear_error() {
             stderr(&output)
         );
     }
-    if let Some(dir) = unified_dir("keel-test-v2-memory") {
+    if let Some(dir) = unified_dir("keel-test-v2") {
         assert!(!dir.exists());
     }
 }

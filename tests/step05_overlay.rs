@@ -157,7 +157,8 @@ fn forty_layers_mount() {
     }
     let rootfs = TestRootfs::new();
     let root = rootfs.scratch("store");
-    // Long names: their paths do not fit in one mount call, so the layers go by fd.
+    // Long names: their paths do not fit in one mount call, so the layers go by short
+    // symlinks in the snapshot (l/0, l/1...), relative to the snapshot directory.
     let layers_dir = rootfs.scratch("layers");
     let mut layers: Vec<PathBuf> = vec![rootfs.path()];
     for i in 0..40 {
@@ -242,5 +243,10 @@ fn an_upper_dir_on_overlayfs_is_refused_with_the_fix() {
         stderr(&output).contains("is on overlayfs, which cannot hold an upper dir"),
         "{}",
         stderr(&output)
+    );
+    // What the refused run might have created on the overlay landed in its upper dir.
+    assert!(
+        !scratch.join("upper/snapshots").exists(),
+        "a directory was created on the refused root"
     );
 }

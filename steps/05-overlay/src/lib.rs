@@ -134,10 +134,16 @@ fn prepare(
     layers::overlay_available()?;
     let layers = layers::check(layers)?;
     let store = Store::new(root);
+    // Check where the upper dirs would land before creating anything there.
+    let existing = store
+        .dir()
+        .ancestors()
+        .find(|dir| dir.exists())
+        .unwrap_or(Path::new("/"));
+    layers::can_hold_upper(existing)?;
     std::fs::create_dir_all(store.dir())
         .map_err(store::io("creating", store.dir()))
         .map_err(store::StoreError::from)?;
-    layers::can_hold_upper(store.dir())?;
     let snapshot = store.create(id, &layers)?;
     let lock = snapshot.lock()?;
     let mount = overlay::overlay_mount(&layers, &snapshot)?;
@@ -158,7 +164,7 @@ fn prepare(
 /// The `snapshot` commands.
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCommand {
-    /// List kept snapshots
+    /// List snapshots: kept ones, and those of running containers
     Ls,
     /// What a container added (A), changed (C) and deleted (D)
     Diff { id: String },

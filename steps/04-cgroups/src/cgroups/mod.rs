@@ -31,7 +31,7 @@ pub enum CgroupError {
     },
     #[error("no cgroup filesystem is mounted: mount one (mount -t cgroup2 none /sys/fs/cgroup)")]
     NoCgroupFs,
-    #[error("cgroups path {0:?} must be a path without '..' (e.g. /keel/web)")]
+    #[error("cgroups path {0:?} must name a cgroup below the root, without '.' or '..' (e.g. /keel/web)")]
     BadPath(String),
     #[error("processes of {0} did not exit after SIGKILL")]
     Busy(PathBuf),

@@ -74,7 +74,7 @@ impl Cgroup for CgroupV2 {
             return Err(CgroupError::NoController {
                 controller: missing,
                 where_: format!("in the cgroup v2 tree at {} (it offers: {})", root.display(), available.trim()),
-                fix: "on a hybrid machine it belongs to a v1 tree: use the v1 layout, or boot with systemd.unified_cgroup_hierarchy=1",
+                fix: "on a hybrid machine the controller is bound to its v1 tree: run where /sys/fs/cgroup shows the v1 trees, or boot with systemd.unified_cgroup_hierarchy=1 for pure v2",
             });
         }
         create_enabled(root, &self.dir, &needed)?;
