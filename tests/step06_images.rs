@@ -55,6 +55,15 @@ impl Root {
     }
 }
 
+/// A registry holding the embedded busybox image as `name`.
+fn registry_with_busybox(tls: bool, auth: bool, name: &str) -> (Registry, Root) {
+    let source = Root::new();
+    source.ok("busybox", &[]);
+    let registry = Registry::start(tls, auth);
+    registry.push(&source.layout("busybox"), "latest", name);
+    (registry, source)
+}
+
 fn sha256(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -93,10 +102,7 @@ fn pull_from_a_registry_then_run_the_image() {
     if !needs_root() {
         return;
     }
-    let source = Root::new();
-    source.ok("busybox", &[]);
-    let registry = Registry::start(false, false);
-    registry.push(&source.layout("busybox"), "latest", "keel/busybox:1");
+    let (registry, _source) = registry_with_busybox(false, false, "keel/busybox:1");
     let root = Root::new();
     let name = format!("{}/keel/busybox:1", registry.host());
     let pulled = root.ok("pull", &["--insecure-registry", &registry.host(), &name]);
@@ -118,10 +124,7 @@ fn pull_over_tls_with_basic_auth() {
     if !needs_root() {
         return;
     }
-    let source = Root::new();
-    source.ok("busybox", &[]);
-    let registry = Registry::start(true, true);
-    registry.push(&source.layout("busybox"), "latest", "private/busybox:tls");
+    let (registry, _source) = registry_with_busybox(true, true, "private/busybox:tls");
     let root = Root::new();
     let name = format!("{}/private/busybox:tls", registry.host());
     let ca = registry.ca_cert().display().to_string();
@@ -250,11 +253,7 @@ fn a_corrupted_blob_is_rejected_with_its_digest_named() {
     if !needs_root() {
         return;
     }
-    let source = Root::new();
-    source.ok("busybox", &[]);
-    let layout = source.layout("busybox");
-    let registry = Registry::start(false, false);
-    registry.push(&layout, "latest", "keel/corrupt:1");
+    let (registry, _source) = registry_with_busybox(false, false, "keel/corrupt:1");
     // The largest blob is the busybox layer (as pushed: skopeo compresses it on the way).
     let data = registry
         .blob_files()

@@ -53,12 +53,9 @@ pub struct RunArgs {
     #[arg(short = 'u', long = "user", value_name = "UID[:GID]", value_parser = parse_user)]
     pub user: Option<(u32, u32)>,
     /// The command to run and its arguments
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "COMMAND"
-    )]
+    // No allow_hyphen_values: a mistyped flag must be an error, not a command to run; after
+    // the first word everything is the command's (trailing_var_arg), so `sh -c ...` works.
+    #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
 

@@ -63,11 +63,3 @@ impl Step for Step02 {
 
     const STAGES: StagesFn = stages;
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_command_line_is_consistent() {
-        step01_unshare::cli::command::<super::Step02>().debug_assert();
-    }
-}

@@ -151,11 +151,3 @@ impl MoreCommands for More {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_command_line_is_consistent() {
-        step02_pid_ns::step01_unshare::cli::command::<super::Step03>().debug_assert();
-    }
-}

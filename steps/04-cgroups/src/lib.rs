@@ -210,11 +210,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_command_line_is_consistent() {
-        step01_unshare::cli::command::<Step04>().debug_assert();
-    }
-
-    #[test]
     fn bad_limits_are_refused_with_the_reason() {
         assert!(parse_memory("-1").is_err());
         assert!(parse_memory("12zz").is_err());

@@ -230,11 +230,3 @@ impl MoreCommands for More {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_command_line_is_consistent() {
-        super::step01_unshare::cli::command::<super::Step05>().debug_assert();
-    }
-}

@@ -89,11 +89,3 @@ impl Step for Step06 {
 
     const STAGES: StagesFn = stages;
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_command_line_is_consistent() {
-        super::step01_unshare::cli::command::<super::Step06>().debug_assert();
-    }
-}
