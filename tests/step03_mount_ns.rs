@@ -241,3 +241,35 @@ fn the_command_runs_as_the_user_asked_for() {
     );
     assert!(report.ends_with("write /root/x: PermissionDenied\n"), "{report}");
 }
+
+#[test]
+fn a_rootless_user_gets_a_rootfs_too() {
+    if !needs_root() {
+        return;
+    }
+    let rootfs = TestRootfs::new();
+    // nobody must be able to reach the rootfs and the binary.
+    use std::os::unix::fs::PermissionsExt;
+    let top = rootfs.path().parent().expect("parent").to_owned();
+    std::fs::set_permissions(&top, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let binary = top.join(STEP);
+    std::fs::copy(keel_tests::binary(STEP), &binary).expect("copy");
+    let output = assert_cmd::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&binary)
+        .args(["run", "--rootfs", rootfs.path().to_str().expect("utf-8"), "--"])
+        .args([PROBE_IN_ROOTFS, "ids", "write:/dev/null", "mounts"])
+        .current_dir("/")
+        .timeout(Duration::from_secs(30))
+        .output()
+        .expect("setpriv");
+    assert!(output.status.success(), "{output:?}");
+    let report = stdout(&output);
+    assert!(
+        report.starts_with("Uid: 0 0 0 0\n"),
+        "root inside a user namespace: {report}"
+    );
+    assert!(report.contains("uid_map: 0 65534 1"), "{report}");
+    assert!(report.contains("write /dev/null: ok"), "{report}");
+    assert!(report.contains("mount: /dev/pts devpts rw"), "{report}");
+}

@@ -107,9 +107,10 @@ fn pull_from_a_registry_then_run_the_image() {
     let name = format!("{}/keel/busybox:1", registry.host());
     let pulled = root.ok("pull", &["--insecure-registry", &registry.host(), &name]);
     assert!(
-        pulled.contains("Pull complete") || pulled.contains("Status: Downloaded newer image"),
-        "{pulled}"
+        pulled.contains(": Pull complete\n"),
+        "no docker-like line per layer in a log:\n{pulled}"
     );
+    assert!(pulled.contains("Status: Downloaded newer image"), "{pulled}");
     assert!(root
         .ok("images", &[])
         .contains(&format!("{}/keel/busybox", registry.host())));

@@ -88,7 +88,15 @@ impl ToSpec for RunArgs {
                 if let Some(process) = spec.process_mut() {
                     process.set_cwd("/".into());
                 }
-                default_mounts()
+                let mut mounts = default_mounts();
+                if !nix::unistd::geteuid().is_root() {
+                    // Rootless, only our own ids are mapped: the tty group (gid 5) is not.
+                    for mount in mounts.iter_mut().filter(|m| m.typ().as_deref() == Some("devpts")) {
+                        let options = mount.options().clone().unwrap_or_default();
+                        mount.set_options(Some(options.into_iter().filter(|o| o != "gid=5").collect()));
+                    }
+                }
+                mounts
             }
             // Without a rootfs the container keeps the host's files, but /proc becomes its
             // own: what `unshare --mount-proc` does.

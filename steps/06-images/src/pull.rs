@@ -3,6 +3,7 @@
 //! platform and ask again; fetch the config and the layers this store does not have yet, in
 //! parallel, each checked against its digest; unpack; only then name the image.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use crate::digest::Digest;
@@ -102,6 +103,12 @@ pub fn pull(store: &Store, reference: &Reference, options: RegistryOptions, quie
                 handle
                     .join()
                     .map_err(|_| PullError::BadManifest(reference.familiar(), "a download thread panicked".into()))??;
+            }
+            // Without a terminal there are no bars: say what docker says in a log.
+            if !std::io::stderr().is_terminal() {
+                for (digest, _) in chunk {
+                    say(format!("{}: Pull complete", digest.short()));
+                }
             }
         }
         Ok(())
