@@ -44,6 +44,11 @@ impl ChildError {
         error
     }
 
+    /// The status the child exits with after reporting this error (see [`ReportedError::exit_code`]).
+    pub fn exit_code(&self) -> i32 {
+        exit_code(self.failure, self.errno)
+    }
+
     /// A failed setup step: exit status 125.
     pub fn setup(errno: Errno, parts: &[&[u8]]) -> Self {
         Self::new(Failure::Setup, errno, parts)
@@ -109,11 +114,15 @@ impl ReportedError {
     /// The exit status docker would give: 127 for a command that is not found, 126 for one
     /// that cannot be executed, 125 when the tool itself failed.
     pub fn exit_code(&self) -> i32 {
-        match (self.failure, self.errno) {
-            (Failure::Exec, Errno::ENOENT | Errno::ENOTDIR) => 127,
-            (Failure::Exec, Errno::EACCES | Errno::ENOEXEC | Errno::EPERM | Errno::EISDIR) => 126,
-            _ => 125,
-        }
+        exit_code(self.failure, self.errno)
+    }
+}
+
+fn exit_code(failure: Failure, errno: Errno) -> i32 {
+    match (failure, errno) {
+        (Failure::Exec, Errno::ENOENT | Errno::ENOTDIR) => 127,
+        (Failure::Exec, Errno::EACCES | Errno::ENOEXEC | Errno::EPERM | Errno::EISDIR) => 126,
+        _ => 125,
     }
 }
 

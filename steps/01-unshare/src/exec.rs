@@ -132,6 +132,29 @@ impl ExecPlan {
     }
 }
 
+impl ExecPlan {
+    /// In the child, before waiting to be started: fails as `exec` would if no candidate
+    /// exists, so that a missing command is reported when the container is created.
+    pub fn find(&self) -> Result<(), ChildError> {
+        let found = self
+            .candidates
+            .iter()
+            .any(|c| nix::unistd::access(c.as_c_str(), nix::unistd::AccessFlags::F_OK).is_ok());
+        if found {
+            return Ok(());
+        }
+        Err(ChildError::new(
+            Failure::Exec,
+            Errno::ENOENT,
+            &[
+                b"exec \"",
+                self.program.as_bytes(),
+                b"\": executable file not found in $PATH",
+            ],
+        ))
+    }
+}
+
 /// Where to look for `program`: itself when it names a path, else each `PATH` entry.
 fn candidates(program: &str, path: &str) -> Vec<String> {
     if program.contains('/') {

@@ -15,9 +15,12 @@ pub mod exec;
 pub mod launch;
 pub mod namespaces;
 pub mod path_error;
+pub mod process_limits;
 pub mod signals;
 pub mod spec;
 pub mod stage;
+pub mod start_gate;
+pub mod sysctls;
 
 pub use oci_spec;
 
@@ -40,9 +43,18 @@ impl cli::Step for Step01 {
 }
 
 // ANCHOR: stages
-/// The stages of step 01: just the namespaces.
+/// The stages of step 01: the namespaces, and the spec's sysctls and process limits.
 pub fn stages(spec: &Spec) -> Result<Vec<Box<dyn Stage>>, StageBuildError> {
     let namespaces = namespaces::Namespaces::from_spec(spec).map_err(StageBuildError::new)?;
-    Ok(vec![Box::new(namespaces)])
+    let mut stages: Vec<Box<dyn Stage>> = vec![Box::new(namespaces)];
+    // What the spec may add to any container: kernel parameters of its namespaces, the
+    // process's rlimits and OOM score.
+    if let Some(sysctls) = sysctls::Sysctls::from_spec(spec).map_err(StageBuildError::new)? {
+        stages.push(Box::new(sysctls));
+    }
+    if let Some(limits) = process_limits::ProcessLimits::from_spec(spec).map_err(StageBuildError::new)? {
+        stages.push(Box::new(limits));
+    }
+    Ok(stages)
 }
 // ANCHOR_END: stages

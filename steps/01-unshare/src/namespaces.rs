@@ -5,11 +5,16 @@
 //! hostname, System V IPC and network stack (only a `lo`, down). `CLONE_NEWUSER` gives an
 //! unprivileged user the capabilities needed for the others, inside the namespace only.
 
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
+use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
 use std::ffi::{CString, OsStr};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 
 use crate::child_error::ChildError;
 use crate::stage::{ChildContext, Stage, StageError, StageOrder};
@@ -28,8 +33,12 @@ pub const HANDLED: [LinuxNamespaceType; 4] = [
 
 #[derive(Debug, thiserror::Error)]
 pub enum NamespaceError {
-    #[error("joining an existing {0} namespace by path is not supported yet")]
-    JoinByPath(LinuxNamespaceType),
+    #[error("joining the {typ} namespace {}: {}{}", path.display(), errno.desc(), join_hint(*errno))]
+    Join {
+        typ: LinuxNamespaceType,
+        path: PathBuf,
+        errno: Errno,
+    },
     #[error("a hostname needs a UTS namespace: add {{\"type\": \"uts\"}} to linux.namespaces")]
     HostnameWithoutUts,
     #[error("the hostname {0:?} is not valid: {1}")]
@@ -41,25 +50,98 @@ pub fn clone_flag(typ: LinuxNamespaceType) -> CloneFlags {
     CloneFlags::from_bits_truncate(typ as i32)
 }
 
-/// The namespace types the spec asks for.
-pub fn requested(spec: &Spec) -> Vec<LinuxNamespaceType> {
-    let namespaces = spec.linux().as_ref().and_then(|linux| linux.namespaces().as_ref());
-    namespaces.into_iter().flatten().map(|ns| ns.typ()).collect()
+fn join_hint(errno: Errno) -> &'static str {
+    match errno {
+        Errno::ENOENT => " (the process that owned it is gone)",
+        Errno::EINVAL => " (the path is not a namespace of that type)",
+        Errno::EPERM => " (joining needs root, or CAP_SYS_ADMIN in the namespace's user namespace)",
+        _ => "",
+    }
 }
 
-/// Checks that `spec` asks for no namespace to be joined by path among `types`; returns the
-/// clone flags for those of `types` that it asks for.
-pub fn flags_for(spec: &Spec, types: &[LinuxNamespaceType]) -> Result<CloneFlags, NamespaceError> {
+/// The namespace types the spec asks to be created (those with a `path` are joined instead).
+pub fn requested(spec: &Spec) -> Vec<LinuxNamespaceType> {
     let namespaces = spec.linux().as_ref().and_then(|linux| linux.namespaces().as_ref());
-    let mut flags = CloneFlags::empty();
-    for ns in namespaces.into_iter().flatten().filter(|ns| types.contains(&ns.typ())) {
-        if ns.path().is_some() {
-            return Err(NamespaceError::JoinByPath(ns.typ()));
-        }
-        flags |= clone_flag(ns.typ());
-    }
-    Ok(flags)
+    namespaces
+        .into_iter()
+        .flatten()
+        .filter(|ns| ns.path().is_none())
+        .map(|ns| ns.typ())
+        .collect()
 }
+
+/// The clone flags for those of `types` that the spec asks to be created. Namespaces given
+/// by `path` are not created but joined, by [`Joins`], for every step alike.
+pub fn flags_for(spec: &Spec, types: &[LinuxNamespaceType]) -> Result<CloneFlags, NamespaceError> {
+    Ok(requested(spec)
+        .into_iter()
+        .filter(|typ| types.contains(typ))
+        .fold(CloneFlags::empty(), |flags, typ| flags | clone_flag(typ)))
+}
+
+// ANCHOR: joins
+/// Namespaces the spec gives by path, to be joined with `setns(2)` instead of created: how a
+/// Kubernetes pod's containers share one network (`/proc/<sandbox pid>/ns/net`), or how
+/// `exec` enters a running container. Opened in the parent, so a wrong path is the parent's
+/// error, with its name; entered in the child.
+pub struct Joins {
+    /// A PID namespace cannot be entered by a running process, only by its future children:
+    /// the parent enters it before `clone`.
+    pid: Option<OwnedFd>,
+    /// The others, entered by the child: the user namespace first (it grants the
+    /// capabilities the other joins need), the mount namespace last (entering it changes
+    /// the root, after which the other paths might not resolve; they are open fds anyway).
+    others: Vec<(OwnedFd, CloneFlags)>,
+}
+
+impl Joins {
+    pub fn open(spec: &Spec) -> Result<Self, NamespaceError> {
+        let namespaces = spec.linux().as_ref().and_then(|linux| linux.namespaces().as_ref());
+        let mut pid = None;
+        let mut others = Vec::new();
+        for ns in namespaces.into_iter().flatten() {
+            let Some(path) = ns.path() else { continue };
+            let typ = ns.typ();
+            let error = |errno| NamespaceError::Join {
+                typ,
+                path: path.clone(),
+                errno,
+            };
+            let fd =
+                nix::fcntl::open(path.as_path(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(error)?;
+            if typ == LinuxNamespaceType::Pid {
+                pid = Some(fd);
+            } else {
+                others.push((fd, clone_flag(typ)));
+            }
+        }
+        let rank = |flag: &CloneFlags| match *flag {
+            CloneFlags::CLONE_NEWUSER => 0,
+            CloneFlags::CLONE_NEWNS => 2,
+            _ => 1,
+        };
+        others.sort_by_key(|(_, flag)| rank(flag));
+        Ok(Self { pid, others })
+    }
+
+    /// In the parent, before `clone`: the child will be born in the PID namespace.
+    pub fn enter_pid_namespace_for_children(&self) -> Result<(), Errno> {
+        match &self.pid {
+            Some(fd) => nix::sched::setns(fd.as_fd(), CloneFlags::CLONE_NEWPID),
+            None => Ok(()),
+        }
+    }
+
+    /// In the child, first thing after the go-ahead.
+    pub fn enter(&self) -> Result<(), ChildError> {
+        for (fd, flag) in &self.others {
+            nix::sched::setns(fd.as_fd(), *flag)
+                .map_err(|errno| ChildError::setup(errno, &[b"joining a namespace given by path: setns"]))?;
+        }
+        Ok(())
+    }
+}
+// ANCHOR_END: joins
 
 /// Step 01's stage: creates the namespaces, sets the hostname, maps user ids.
 pub struct Namespaces {

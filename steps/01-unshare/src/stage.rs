@@ -25,8 +25,22 @@ pub struct StageOrder(pub u16);
 pub struct ChildContext {
     /// The write end of the pipe that carries a [`ChildError`] to the parent (close-on-exec).
     pub error_fd: RawFd,
+    /// The write end of the pipe on which a detached child says it is ready to be started.
+    pub ready_fd: Option<RawFd>,
     /// The signal mask the tool had before it blocked the signals it forwards.
     pub original_mask: SigSet,
+}
+
+impl ChildContext {
+    /// For a process that stays behind in the container without exec'ing (an init): the
+    /// tool learns that the command started, or failed, when the last writer of these
+    /// pipes is gone, so it must not hold them.
+    pub fn close_launch_pipes(&self) {
+        let _ = nix::unistd::close(self.error_fd);
+        if let Some(ready) = self.ready_fd {
+            let _ = nix::unistd::close(ready);
+        }
+    }
 }
 
 // ANCHOR: stage

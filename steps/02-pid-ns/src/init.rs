@@ -49,7 +49,7 @@ impl Stage for Init {
             Ok(ForkResult::Parent { child }) => {
                 // PID 1 must not hold the error pipe open: the tool learns that the command
                 // started when the last writer (the command, at exec) closes it.
-                let _ = nix::unistd::close(ctx.error_fd);
+                ctx.close_launch_pipes();
                 // In `ps` inside the container, PID 1 shows as what it is.
                 let _ = nix::sys::prctl::set_name(c"keel-init");
                 let code = match signals::supervise(child) {

@@ -6,6 +6,7 @@
 
 pub mod busybox;
 pub mod devices;
+pub mod masked_paths;
 pub mod mount_options;
 pub mod mounts;
 pub mod rootfs;
@@ -113,6 +114,9 @@ impl ToSpec for RunArgs {
 pub fn stages(spec: &Spec) -> Result<Vec<Box<dyn Stage>>, StageBuildError> {
     let mut stages = step02_pid_ns::stages(spec)?;
     stages.push(Box::new(rootfs::Rootfs::from_spec(spec).map_err(StageBuildError::new)?));
+    if let Some(masked) = masked_paths::MaskedPaths::from_spec(spec).map_err(StageBuildError::new)? {
+        stages.push(Box::new(masked));
+    }
     Ok(stages)
 }
 // ANCHOR_END: stages
