@@ -2,7 +2,7 @@
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::CgroupError;
@@ -54,28 +54,105 @@ pub fn create_dir(dir: &Path) -> Result<(), CgroupError> {
     }
 }
 
-/// SIGKILLs every process listed in `dir/cgroup.procs` until none is left, then removes
-/// `dir`. Gives up after two seconds.
+/// `dir` and every cgroup below it, parents first. A directory that vanishes meanwhile (a
+/// container removing its own sub-cgroup) is not an error: there is just nothing below it.
+pub fn subtree(dir: &Path) -> Vec<PathBuf> {
+    let mut found = vec![dir.to_owned()];
+    let mut next = 0;
+    while let Some(current) = found.get(next).cloned() {
+        next += 1;
+        for entry in std::fs::read_dir(&current).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                found.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+/// Every process in `dir` and the cgroups below it, each once, in pid order. `Missing`
+/// when `dir` itself is not there.
+pub fn processes(dir: &Path) -> Result<Vec<Pid>, CgroupError> {
+    if !dir.is_dir() {
+        return Err(CgroupError::Missing(dir.to_owned()));
+    }
+    let mut pids = Vec::new();
+    for cgroup in subtree(dir) {
+        let path = cgroup.join("cgroup.procs");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => pids.extend(text.lines().filter_map(|l| l.trim().parse().ok()).map(Pid::from_raw)),
+            // Removed since it was listed.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && cgroup != dir => {}
+            // A threaded v2 cgroup refuses reads of cgroup.procs: its processes are listed
+            // by the domain cgroup above it, which is read too.
+            Err(e) if e.raw_os_error() == Some(nix::libc::EOPNOTSUPP) => {}
+            Err(error) => {
+                return Err(CgroupError::Io(PathError {
+                    action: "reading",
+                    path,
+                    error,
+                }))
+            }
+        }
+    }
+    // A process can be listed more than once: v1 does not promise cgroup.procs without
+    // duplicates, and a process whose threads are spread over cgroups is in each.
+    pids.sort_by_key(|p| p.as_raw());
+    pids.dedup();
+    Ok(pids)
+}
+
+/// Asks `done` until it says yes or `timeout` has passed (then one last time); says whether
+/// it did. Short sleeps first: freezing a few idle processes takes a millisecond or two.
+pub fn poll(timeout: Duration, mut done: impl FnMut() -> Result<bool, CgroupError>) -> Result<bool, CgroupError> {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if done()? {
+            return Ok(true);
+        }
+        if Instant::now() > deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// SIGKILLs every process in `dir` and the cgroups below it until none is left, then removes
+/// them all, deepest first (a container may have made cgroups of its own). Gives up after
+/// two seconds.
 pub fn kill_all_and_remove(dir: &Path) -> Result<(), CgroupError> {
     if !dir.exists() {
         return Ok(());
     }
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
-        let procs = read(dir, "cgroup.procs").unwrap_or_default();
-        let pids: Vec<i32> = procs.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        let pids = match processes(dir) {
+            Ok(pids) => pids,
+            Err(CgroupError::Missing(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
         if pids.is_empty() {
             break;
         }
         for pid in pids {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = kill(pid, Signal::SIGKILL);
         }
         if Instant::now() > deadline {
             return Err(CgroupError::Busy(dir.to_owned()));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    // A cgroup whose last process just died can still be busy for a moment.
+    for cgroup in subtree(dir).iter().rev() {
+        remove_when_released(cgroup, deadline)?;
+    }
+    Ok(())
+}
+
+/// A cgroup whose last process just died can still be busy for a moment: retried until
+/// `deadline`.
+fn remove_when_released(dir: &Path, deadline: Instant) -> Result<(), CgroupError> {
     let mut last = None;
     while Instant::now() < deadline {
         match std::fs::remove_dir(dir) {
@@ -93,6 +170,12 @@ pub fn kill_all_and_remove(dir: &Path) -> Result<(), CgroupError> {
 }
 
 /// Removes `dir` if it is an empty cgroup (another container may still use it: then not).
+/// A systemd slice (`system.slice`, a kubernetes pod's `kubepods-…-pod….slice`) is left
+/// alone even when empty: it is systemd's unit, and systemd (or the kubelet, through it)
+/// removes it.
 pub fn remove_if_unused(dir: &Path) {
+    if dir.extension().is_some_and(|e| e == "slice") {
+        return;
+    }
     let _ = std::fs::remove_dir(dir);
 }

@@ -9,8 +9,9 @@ use step03_mount_ns::step02_pid_ns::step01_unshare::path_error::PathError;
 /// Where cgroup filesystems are mounted on every distribution.
 pub const CANONICAL: &str = "/sys/fs/cgroup";
 
-/// The controllers keel uses, and the v1 trees it needs for them.
-pub const CONTROLLERS: [&str; 4] = ["memory", "cpu", "cpuacct", "pids"];
+/// The controllers keel uses, and the v1 trees it needs for them. The freezer sets no limit
+/// but pauses the container (v2 has it in every cgroup, as `cgroup.freeze`).
+pub const CONTROLLERS: [&str; 5] = ["memory", "cpu", "cpuacct", "pids", "freezer"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Layout {
@@ -92,7 +93,9 @@ mod tests {
 37 35 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
 38 35 0:33 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
 39 35 0:34 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
-40 35 0:35 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd";
+40 35 0:35 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
+41 35 0:36 / /sys/fs/cgroup/freezer rw,relatime - cgroup cgroup rw,freezer
+42 35 0:37 / /sys/fs/cgroup/devices rw,relatime - cgroup cgroup rw,devices";
 
     const PURE_V2: &str = "30 24 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 rw,nsdelegate";
 
@@ -104,7 +107,13 @@ mod tests {
         assert_eq!(unified, Some(PathBuf::from("/sys/fs/cgroup/unified")));
         assert_eq!(hierarchies["memory"], PathBuf::from("/sys/fs/cgroup/memory"));
         assert_eq!(hierarchies["cpu"], hierarchies["cpuacct"], "comounted");
+        assert_eq!(
+            hierarchies["freezer"],
+            PathBuf::from("/sys/fs/cgroup/freezer"),
+            "for pause"
+        );
         assert!(!hierarchies.contains_key("systemd"));
+        assert!(!hierarchies.contains_key("devices"));
     }
 
     #[test]

@@ -6,15 +6,22 @@
 //! the v1 trees and an (often empty) cgroup2 tree beside them. [`Layout`] finds out which,
 //! once; [`Cgroup`] is what the container needs, implemented once per version, with a file
 //! per controller per version.
+//!
+//! Besides running a container, the trait has what an OCI runtime (runc's command line) needs
+//! on a container that already runs: `pause`/`resume` (the freezer), `update`, `ps` and
+//! `kill --all` (its processes), `delete` (destroy, from a cgroup reopened by path).
 
 pub mod files;
 pub mod layout;
+pub mod systemd_path;
 pub mod v1;
 pub mod v2;
 
 use nix::unistd::Pid;
 use std::path::PathBuf;
-use step03_mount_ns::step02_pid_ns::step01_unshare::oci_spec::runtime::LinuxResources;
+use step03_mount_ns::step02_pid_ns::step01_unshare::oci_spec::runtime::{
+    LinuxCpu, LinuxMemory, LinuxPids, LinuxResources,
+};
 use step03_mount_ns::step02_pid_ns::step01_unshare::path_error::PathError;
 
 pub use layout::Layout;
@@ -35,7 +42,21 @@ pub enum CgroupError {
     BadPath(String),
     #[error("processes of {0} did not exit after SIGKILL")]
     Busy(PathBuf),
+    #[error("the cgroup {0} does not exist")]
+    Missing(PathBuf),
+    #[error("{path} did not become {wanted} in {seconds} s (it is {state}): is a process stuck in the kernel, or a parent cgroup frozen?", seconds = FREEZE_TIMEOUT.as_secs())]
+    Freeze {
+        path: PathBuf,
+        wanted: &'static str,
+        state: String,
+    },
+    #[error("systemd cgroups path {path:?}: {why} (runc's --systemd-cgroup form is slice:prefix:name, e.g. system.slice:docker:abc)")]
+    BadSystemdPath { path: String, why: String },
 }
+
+/// How long `freeze` and `thaw` wait for the kernel. Freezing waits for each process to
+/// reach a point where it can stop, which under load takes more than a moment.
+pub const FREEZE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What a container used, read from its cgroup when it ends.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -45,22 +66,88 @@ pub struct Stats {
     pub pids_peak: Option<u64>,
 }
 
-/// One container's cgroup, whatever the version.
+/// One container's cgroup, whatever the version. Nothing is kept in memory but its paths:
+/// another process (a runtime's `pause`, `delete`...) reopens it with [`open`] and the same
+/// path and [`Layout`].
 pub trait Cgroup {
     /// Where it lives, for messages: one directory in v2, one per controller tree in v1.
     fn paths(&self) -> Vec<PathBuf>;
-    /// Creates the cgroup and writes the limits, before any process is in it.
+    /// Creates the cgroup and writes the limits, before any process is in it: the
+    /// directories, then [`Cgroup::update`].
     fn create(&self, resources: &LinuxResources) -> Result<(), CgroupError>;
+    /// Writes the limits to the existing cgroup (`runc update`): memory (limit, swap), cpu
+    /// (shares, quota, period) and pids, each only when given. The rest of `resources`
+    /// (devices, cpuset, block I/O...) is accepted and ignored: keel does not manage it.
+    fn update(&self, resources: &LinuxResources) -> Result<(), CgroupError>;
+    /// Stops every process of the cgroup and its descendants, and returns once all are
+    /// stopped (`runc pause`). v1: the freezer tree; v2: `cgroup.freeze`.
+    fn freeze(&self) -> Result<(), CgroupError>;
+    /// Lets them run again (`runc resume`), and returns once they do.
+    fn thaw(&self) -> Result<(), CgroupError>;
+    /// Whether the cgroup is frozen: all its processes stopped (runc's `paused` status). A
+    /// freeze still in progress is not frozen yet.
+    fn is_frozen(&self) -> bool;
+    /// Every process in the cgroup and the cgroups below it, each once, in pid order (`runc
+    /// ps`, `kill --all`). A signal to a frozen process waits for the thaw, SIGKILL included
+    /// on v1: to kill a paused container there, signal it, then thaw it.
+    fn processes(&self) -> Result<Vec<Pid>, CgroupError>;
+    /// Whether the cgroup's directory exists (on v1: in any of its trees, so that what is
+    /// left of a half-removed cgroup still counts and can be destroyed).
+    fn exists(&self) -> bool;
     /// Moves `pid` into the cgroup.
     fn add(&self, pid: Pid) -> Result<(), CgroupError>;
     /// How many times the kernel's OOM killer killed a process of this cgroup.
     fn oom_kills(&self) -> u64;
     fn stats(&self) -> Stats;
-    /// Kills whatever still runs in the cgroup and removes it.
+    /// Kills whatever still runs in the cgroup (frozen or not) and removes it, with the
+    /// cgroups below it. Nothing to remove is not an error.
     fn destroy(&self) -> Result<(), CgroupError>;
 }
 
-/// The cgroup at `path` (relative to the hierarchy roots) for this machine's layout.
+/// The parts of [`LinuxResources`] keel writes, each only when it sets something: a `cpu`
+/// with nothing but `cpus`/`mems` (cpuset, not managed) needs no cpu controller, and asking
+/// for one a v2 tree does not offer would fail for nothing.
+pub(crate) struct Wanted<'a> {
+    pub memory: Option<&'a LinuxMemory>,
+    pub cpu: Option<&'a LinuxCpu>,
+    pub pids: Option<&'a LinuxPids>,
+}
+
+impl<'a> Wanted<'a> {
+    pub fn of(resources: &'a LinuxResources) -> Self {
+        Self {
+            memory: resources
+                .memory()
+                .as_ref()
+                .filter(|m| m.limit().is_some() || m.swap().is_some()),
+            cpu: resources
+                .cpu()
+                .as_ref()
+                .filter(|c| c.shares().is_some() || c.quota().is_some() || c.period().is_some()),
+            pids: resources.pids().as_ref(),
+        }
+    }
+
+    /// The controllers that writing these needs.
+    pub fn controllers(&self) -> Vec<&'static str> {
+        let mut needed = Vec::new();
+        if self.memory.is_some() {
+            needed.push("memory");
+        }
+        if self.cpu.is_some() {
+            needed.push("cpu");
+        }
+        if self.pids.is_some() {
+            needed.push("pids");
+        }
+        needed
+    }
+}
+
+/// The cgroup at `path` (relative to the hierarchy roots) for this machine's layout. Only
+/// paths are computed: nothing is read or created, so this is how a cgroup made earlier, by
+/// another process, is found again. A systemd-style `slice:prefix:name` goes through
+/// [`systemd_path::to_cgroupfs`] first.
 pub fn open(layout: &Layout, path: &str) -> Result<Box<dyn Cgroup>, CgroupError> {
     let relative = relative_path(path)?;
     Ok(match layout {

@@ -10,12 +10,27 @@ pub fn apply(dir: &Path, cpu: &LinuxCpu) -> Result<(), CgroupError> {
     if let Some(shares) = cpu.shares() {
         files::write(dir, "cpu.weight", &weight(shares).to_string())?;
     }
-    if let Some(quota) = cpu.quota() {
-        let period = cpu.period().unwrap_or(100_000);
-        let quota = if quota > 0 { quota.to_string() } else { "max".to_owned() };
-        files::write(dir, "cpu.max", &format!("{quota} {period}"))?;
-    }
-    Ok(())
+    // cpu.max holds both. The kernel keeps the period when given a quota alone; a period
+    // alone (an update) is written with the quota already set, to keep that too.
+    let quota = match (cpu.quota(), cpu.period()) {
+        (Some(quota), _) if quota > 0 => quota.to_string(),
+        (Some(_), _) => "max".to_owned(),
+        (None, Some(_)) => current_quota(dir).unwrap_or_else(|| "max".to_owned()),
+        (None, None) => return Ok(()),
+    };
+    let value = match cpu.period() {
+        Some(period) => format!("{quota} {period}"),
+        None => quota,
+    };
+    files::write(dir, "cpu.max", &value)
+}
+
+/// The quota in `cpu.max` ("QUOTA PERIOD", QUOTA a number or `max`).
+fn current_quota(dir: &Path) -> Option<String> {
+    files::read(dir, "cpu.max")?
+        .split_whitespace()
+        .next()
+        .map(str::to_owned)
 }
 
 /// v1 shares (2..262144, default 1024) to v2 weight (1..10000, default 100), as runc maps them.
@@ -45,6 +60,18 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(dir.path().join("cpu.max")).expect("read"),
             "50000 100000"
+        );
+    }
+
+    #[test]
+    fn a_period_alone_keeps_the_quota_already_set() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("cpu.max"), "50000 100000\n").expect("write");
+        let cpu = LinuxCpuBuilder::default().period(200_000u64).build().expect("cpu");
+        apply(dir.path(), &cpu).expect("apply");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("cpu.max")).expect("read"),
+            "50000 200000"
         );
     }
 
