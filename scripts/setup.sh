@@ -27,6 +27,13 @@ command -v umoci >/dev/null || missing+=(umoci)
 command -v htpasswd >/dev/null || missing+=(apache2-utils)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v tar >/dev/null || missing+=(tar)
+# The runtime's peers: containerd drives it in the tests (ctr, containerd-shim-runc-v2);
+# runc is the reference its state output is compared with; crun is benchmarked beside it;
+# script(1) gives `ctr run -t` a terminal.
+command -v containerd >/dev/null || missing+=(containerd)
+command -v runc >/dev/null || missing+=(runc)
+command -v crun >/dev/null || missing+=(crun)
+command -v script >/dev/null || missing+=(bsdutils)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   apt-get update -qq

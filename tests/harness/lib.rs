@@ -2,6 +2,7 @@
 //! fresh busybox rootfs with the probe inside, and turning a probe report into something
 //! stable enough to snapshot (namespace inodes become `host` or `new`).
 
+pub mod containerd;
 pub mod registry;
 
 use std::collections::BTreeMap;

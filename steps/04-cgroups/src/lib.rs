@@ -7,6 +7,7 @@
 pub mod cgroup_namespace;
 pub mod cgroups;
 pub mod limits;
+pub mod runtime;
 pub mod size;
 
 pub use step03_mount_ns;
