@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 command -v hyperfine >/dev/null || { apt-get install -y -qq hyperfine >/dev/null; }
+command -v bc >/dev/null || { apt-get install -y -qq bc >/dev/null; }
 
 size_mb=${1:-200}
 work=$(mktemp -d /var/tmp/keel-bench-XXXX)
@@ -42,3 +43,25 @@ hyperfine --runs 5 --warmup 1 --export-markdown "$work/result.md" \
   -n "umoci unpack" "umoci unpack --image $work/layout:1 $work/bundle" \
   -n "skopeo copy + umoci unpack" "skopeo copy --quiet oci:$work/layout:1 oci:$work/copy:1 && umoci unpack --image $work/copy:1 $work/bundle2"
 cat "$work/result.md"
+
+# The same comparison interleaved (keel, umoci, keel, umoci...), so that a slow spell of the
+# machine (file creation time here varies by 3x from minute to minute) hits both alike; the
+# ratio of the medians is the result.
+rounds=${ROUNDS:-7}
+keel_times=(); umoci_times=()
+timed() { local start end; start=$(date +%s.%N); "$@" >/dev/null; end=$(date +%s.%N); echo "$end - $start" | bc; }
+for _ in $(seq "$rounds"); do
+  rm -rf "$work/r1" "$work/bundle"; sync
+  keel_times+=("$(timed "$keel" load --root "$work/r1" -i "$work/bench.tar")")
+  rm -rf "$work/r1" "$work/bundle"; sync
+  umoci_times+=("$(timed umoci unpack --image "$work/layout:1" "$work/bundle")")
+done
+python3 - "${keel_times[*]}" "${umoci_times[*]}" <<'PY'
+import statistics, sys
+keel = [float(t) for t in sys.argv[1].split()]
+umoci = [float(t) for t in sys.argv[2].split()]
+k, u = statistics.median(keel), statistics.median(umoci)
+print(f"interleaved, {len(keel)} rounds: keel median {k:.2f} s, umoci median {u:.2f} s: keel {u / k:.2f}x faster")
+print("keel: " + " ".join(f"{t:.2f}" for t in keel))
+print("umoci: " + " ".join(f"{t:.2f}" for t in umoci))
+PY

@@ -25,6 +25,7 @@ pub struct Process {
     pub user: Option<(u32, u32)>,
 }
 
+// ANCHOR: process
 /// The process for `image`, with `command` overriding Cmd when not empty.
 pub fn process(image: &Image, layers: &[PathBuf], command: &[String]) -> Result<Process, RunImageError> {
     let config = image.config.config().clone().unwrap_or_default();
@@ -49,6 +50,7 @@ pub fn process(image: &Image, layers: &[PathBuf], command: &[String]) -> Result<
         user,
     })
 }
+// ANCHOR_END: process
 
 /// The file at `relative` as the container will see it: the topmost layer that has it.
 fn file_in_layers(layers: &[PathBuf], relative: &str) -> Option<String> {

@@ -8,9 +8,11 @@
 pub mod archive;
 pub mod commands;
 pub mod digest;
+pub mod file_writer;
 pub mod image_run;
 pub mod import;
 pub mod pull;
+pub mod read_ahead;
 pub mod reference;
 pub mod registry;
 pub mod store;

@@ -36,6 +36,7 @@
 //! store that nothing but this code writes to while it runs, so what `lstat` saw is still
 //! there when we create the entry.
 
+use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::{self, DirBuilder, OpenOptions, Permissions};
 use std::io::{self, Read};
@@ -50,7 +51,9 @@ use nix::sys::time::TimeSpec;
 use step05_overlay::whiteout::OPAQUE_XATTR;
 use tar::{Entry, EntryType, Header};
 
-use crate::digest::{Digest, Hashing};
+use crate::digest::Digest;
+use crate::file_writer::{FileJob, FileWriter, MAX_QUEUED_FILE};
+use crate::read_ahead::read_ahead;
 
 /// The OCI prefix of a deletion marker: `.wh.NAME` deletes NAME.
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -107,7 +110,7 @@ pub struct Unpacked {
 
 /// Wraps a layer blob's bytes: gzip (magic 1f 8b) is decompressed, a plain tar passes as is;
 /// zstd, xz and bzip2 layers give [`UnpackError::Unsupported`].
-pub fn decompress<'a>(mut reader: impl Read + 'a) -> Result<Box<dyn Read + 'a>, UnpackError> {
+pub fn decompress<'a>(mut reader: impl Read + Send + 'a) -> Result<Box<dyn Read + Send + 'a>, UnpackError> {
     let mut magic = [0u8; 6];
     let len = read_up_to(&mut reader, &mut magic).map_err(UnpackError::Read)?;
     // Put back the bytes we looked at.
@@ -150,25 +153,36 @@ fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 /// id: the stream is read to its end, the tar's end padding included).
 ///
 /// On error, `dest` is left partly unpacked: the caller removes it (and must not use it).
-pub fn unpack_layer(tar: impl Read, dest: &Path) -> Result<Unpacked, UnpackError> {
-    let mut archive = tar::Archive::new(Hashing::new(tar));
-    let mut unpacker = Unpacker {
-        dest,
-        dir_times: Vec::new(),
-        entries: 0,
-    };
-    for entry in archive.entries().map_err(UnpackError::Read)? {
-        let mut entry = entry.map_err(UnpackError::Read)?;
-        unpacker.entry(&mut entry)?;
-    }
-    unpacker.set_dir_times()?;
-    // The tar parser stops at the first end-of-archive block; the digest covers the rest too.
-    let mut rest = archive.into_inner();
-    io::copy(&mut rest, &mut io::sink()).map_err(UnpackError::Read)?;
-    let (diff_id, bytes, _) = rest.finish();
+pub fn unpack_layer(tar: impl Read + Send, dest: &Path) -> Result<Unpacked, UnpackError> {
+    // Decompression and hashing run on a second thread (read_ahead.rs); this one parses the
+    // tar stream and makes the files.
+    let (entries, hashed) = read_ahead(tar, |stream| -> Result<u64, UnpackError> {
+        let mut archive = tar::Archive::new(stream);
+        let mut unpacker = Unpacker {
+            dest,
+            dir_times: Vec::new(),
+            known_dirs: HashSet::new(),
+            dest_was_empty: fs::read_dir(dest).map_err(UnpackError::Read)?.next().is_none(),
+            created: HashSet::new(),
+            pending: HashSet::new(),
+            writer: FileWriter::new(),
+            entries: 0,
+        };
+        for entry in archive.entries().map_err(UnpackError::Read)? {
+            let mut entry = entry.map_err(UnpackError::Read)?;
+            unpacker.entry(&mut entry)?;
+        }
+        unpacker.flush()?;
+        unpacker.set_dir_times()?;
+        // The tar parser stops at the first end-of-archive block; the digest covers the rest too.
+        io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(UnpackError::Read)?;
+        Ok(unpacker.entries)
+    });
+    let entries = entries?;
+    let (diff_id, bytes) = hashed.map_err(UnpackError::Read)?;
     Ok(Unpacked {
         diff_id,
-        entries: unpacker.entries,
+        entries,
         bytes,
     })
 }
@@ -178,6 +192,18 @@ struct Unpacker<'d> {
     dest: &'d Path,
     /// Directory mtimes, set at the end: creating a child changes its directory's mtime.
     dir_times: Vec<(PathBuf, i64)>,
+    /// Parent directories (relative) already checked to be real directories in this unpack.
+    /// Only this unpack writes under `dest`, so they stay so until it removes something;
+    /// any removal forgets them all. It spares an `lstat` per parent per entry.
+    known_dirs: HashSet<PathBuf>,
+    /// Whether `dest` was empty at the start: then a path exists only if this unpack made it.
+    dest_was_empty: bool,
+    /// Every (relative) path this unpack made; a removal may leave stale ones, which only
+    /// cost a check.
+    created: HashSet<PathBuf>,
+    /// Regular files handed to the writers since the last flush.
+    pending: HashSet<PathBuf>,
+    writer: FileWriter,
     entries: u64,
 }
 
@@ -209,23 +235,45 @@ impl Unpacker<'_> {
             return self.root(&name, is_dir, &meta);
         };
         if let Some(whiteout) = Whiteout::of(file_name) {
+            self.known_dirs.clear();
             return self.whiteout(&name, &rel, whiteout, &meta);
         }
         self.make_parents(&name, &rel)?;
         let path = self.dest.join(&rel);
-        if is_dir {
-            return self.dir(&name, &path, &meta);
-        }
-        match kind {
-            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => self.file(entry, &name, &path, &meta),
-            EntryType::Symlink => self.symlink(entry, &name, &path, &meta),
-            EntryType::Link => self.hard_link(entry, &name, &rel),
-            EntryType::Char | EntryType::Block | EntryType::Fifo => self.node(entry.header(), &name, &path, &meta),
-            other => Err(UnpackError::BadHeader {
-                path: name,
-                reason: format!("entry type {:?} is not supported", char::from(other.as_byte())),
-            }),
-        }
+        let made = if is_dir {
+            self.dir(&name, &path, &meta)
+        } else {
+            match kind {
+                EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                    self.file(entry, &name, &rel, &path, meta)
+                }
+                EntryType::Symlink => self.symlink(entry, &name, &path, &meta),
+                EntryType::Link => self.hard_link(entry, &name, &rel),
+                EntryType::Char | EntryType::Block | EntryType::Fifo => self.node(entry.header(), &name, &path, &meta),
+                other => Err(UnpackError::BadHeader {
+                    path: name,
+                    reason: format!("entry type {:?} is not supported", char::from(other.as_byte())),
+                }),
+            }
+        };
+        made?;
+        self.created.insert(rel);
+        Ok(())
+    }
+
+    /// Waits for the files handed to the writers; their first failure is the unpack's.
+    fn flush(&mut self) -> Result<(), UnpackError> {
+        self.pending.clear();
+        self.writer.flush().map_err(|failed| UnpackError::Io {
+            path: failed.name,
+            action: failed.action,
+            error: failed.error,
+        })
+    }
+
+    /// Whether something may be at `rel` already.
+    fn may_exist(&self, rel: &Path) -> bool {
+        !self.dest_was_empty || self.created.contains(rel)
     }
 
     /// The entry `./`: the layer root's own metadata.
@@ -240,7 +288,7 @@ impl Unpacker<'_> {
 
     /// A directory: created, or kept if one is there already (with what it holds).
     fn dir(&mut self, name: &str, path: &Path, meta: &Meta) -> Result<(), UnpackError> {
-        if !clear_place(path, true).map_err(io_error(name, "replacing what was there"))? {
+        if !self.make_room(name, path, true)? {
             DirBuilder::new()
                 .mode(0o700)
                 .create(path)
@@ -251,9 +299,40 @@ impl Unpacker<'_> {
         Ok(())
     }
 
-    /// A regular file, written by us: never through a symlink, never over something.
-    fn file<R: Read>(&self, entry: &mut Entry<'_, R>, name: &str, path: &Path, meta: &Meta) -> Result<(), UnpackError> {
-        clear_place(path, false).map_err(io_error(name, "replacing what was there"))?;
+    /// A regular file, written by us: never through a symlink, never over something. Small
+    /// ones are handed to the writer threads (file_writer.rs); their parents were checked
+    /// and cannot change before they are written, since any removal flushes first.
+    fn file<R: Read>(
+        &mut self,
+        entry: &mut Entry<'_, R>,
+        name: &str,
+        rel: &Path,
+        path: &Path,
+        meta: Meta,
+    ) -> Result<(), UnpackError> {
+        self.make_room(name, path, false)?;
+        let size = entry.header().size().unwrap_or(u64::MAX);
+        if size <= MAX_QUEUED_FILE {
+            let mut content = Vec::with_capacity(size as usize);
+            entry.read_to_end(&mut content).map_err(UnpackError::Read)?;
+            let job = FileJob {
+                name: name.to_owned(),
+                path: path.to_owned(),
+                content,
+                mode: meta.mode,
+                uid: meta.uid,
+                gid: meta.gid,
+                mtime: meta.mtime,
+                xattrs: meta.xattrs,
+            };
+            self.writer.queue(job).map_err(|failed| UnpackError::Io {
+                path: failed.name,
+                action: failed.action,
+                error: failed.error,
+            })?;
+            self.pending.insert(rel.to_owned());
+            return Ok(());
+        }
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -273,9 +352,15 @@ impl Unpacker<'_> {
     }
 
     /// A symlink, created as is: its target means something inside the container only.
-    fn symlink<R: Read>(&self, entry: &Entry<'_, R>, name: &str, path: &Path, meta: &Meta) -> Result<(), UnpackError> {
+    fn symlink<R: Read>(
+        &mut self,
+        entry: &Entry<'_, R>,
+        name: &str,
+        path: &Path,
+        meta: &Meta,
+    ) -> Result<(), UnpackError> {
         let target = link_name(entry, name)?;
-        clear_place(path, false).map_err(io_error(name, "replacing what was there"))?;
+        self.make_room(name, path, false)?;
         symlink(&target, path).map_err(io_error(name, "creating the symlink"))?;
         lchown(path, Some(meta.uid), Some(meta.gid)).map_err(io_error(name, "setting the owner"))?;
         // A symlink's mode means nothing on Linux, and user.* xattrs are not allowed on one.
@@ -284,8 +369,10 @@ impl Unpacker<'_> {
 
     /// A hard link to a file the layer made before (rule 3). The link shares its target's
     /// inode, so the target's metadata is the link's: there is none of its own to set.
-    fn hard_link<R: Read>(&self, entry: &Entry<'_, R>, name: &str, rel: &Path) -> Result<(), UnpackError> {
+    fn hard_link<R: Read>(&mut self, entry: &Entry<'_, R>, name: &str, rel: &Path) -> Result<(), UnpackError> {
         let raw = link_name(entry, name)?;
+        // The target may be a file still with the writers: let them finish.
+        self.flush()?;
         let target_name = raw.to_string_lossy().into_owned();
         let refused = |reason| UnpackError::BadHardLink {
             path: name.to_owned(),
@@ -307,14 +394,14 @@ impl Unpacker<'_> {
             return Ok(()); // a link to itself: it is there already
         }
         let path = self.dest.join(rel);
-        clear_place(&path, false).map_err(io_error(name, "replacing what was there"))?;
+        self.make_room(name, &path, false)?;
         // No AT_SYMLINK_FOLLOW: if the target is a symlink, the link is to the symlink itself.
         nix::unistd::linkat(AT_FDCWD, &target, AT_FDCWD, &path, AtFlags::empty())
             .map_err(|e| io_error(name, "creating the hard link")(e.into()))
     }
 
     /// A character or block device, or a fifo.
-    fn node(&self, header: &Header, name: &str, path: &Path, meta: &Meta) -> Result<(), UnpackError> {
+    fn node(&mut self, header: &Header, name: &str, path: &Path, meta: &Meta) -> Result<(), UnpackError> {
         let number = |n: io::Result<Option<u32>>| {
             n.map(Option::unwrap_or_default).map_err(|e| UnpackError::BadHeader {
                 path: name.to_owned(),
@@ -334,7 +421,7 @@ impl Unpacker<'_> {
                 number(header.device_minor())?.into(),
             ),
         };
-        clear_place(path, false).map_err(io_error(name, "replacing what was there"))?;
+        self.make_room(name, path, false)?;
         mknod(path, kind, Mode::empty(), device).map_err(|e| io_error(name, "creating the node")(e.into()))?;
         self.set_metadata(name, path, meta)?;
         set_mtime(path, meta.mtime).map_err(io_error(name, "setting the mtime"))
@@ -350,7 +437,17 @@ impl Unpacker<'_> {
 
     /// Makes the entry's parent directories (0755, root's, as `mkdir -p` would), refusing
     /// any that is a symlink or not a directory.
-    fn make_parents(&self, name: &str, rel: &Path) -> Result<(), UnpackError> {
+    fn make_parents(&mut self, name: &str, rel: &Path) -> Result<(), UnpackError> {
+        // A parent that is a file still with the writers must exist before it is looked at.
+        if rel.ancestors().skip(1).any(|a| self.pending.contains(a)) {
+            self.flush()?;
+        }
+        if rel
+            .parent()
+            .is_none_or(|parent| parent.as_os_str().is_empty() || self.known_dirs.contains(parent))
+        {
+            return Ok(());
+        }
         walk_parents(self.dest, rel, true).map_err(|problem| match problem {
             ParentProblem::Symlink(parent) => UnpackError::SymlinkParent {
                 path: name.to_owned(),
@@ -365,7 +462,36 @@ impl Unpacker<'_> {
                 action: "creating its parent directories",
                 error: source,
             },
-        })
+        })?;
+        if let Some(parent) = rel.parent() {
+            self.known_dirs.insert(parent.to_owned());
+            for ancestor in parent.ancestors().filter(|a| !a.as_os_str().is_empty()) {
+                self.created.insert(ancestor.to_owned());
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes room for an entry at `path` ([`clear_place`]), after the writers finished
+    /// (nothing may be removed under a pending file), forgetting the known directories when
+    /// something is removed. Returns whether a directory was kept. A path this unpack never
+    /// made is free: no need to look.
+    fn make_room(&mut self, name: &str, path: &Path, keep_dir: bool) -> Result<bool, UnpackError> {
+        let rel = path.strip_prefix(self.dest).unwrap_or(path);
+        if !self.may_exist(rel) {
+            return Ok(false);
+        }
+        self.flush()?;
+        let replacing = io_error(name, "replacing what was there");
+        match fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_dir() && keep_dir => Ok(true),
+            Ok(_) => {
+                self.known_dirs.clear();
+                clear_place(path, keep_dir).map_err(replacing)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(replacing(e)),
+        }
     }
 
     /// Sets the mtimes of the directories, now that no entry will be created in them.
@@ -481,7 +607,9 @@ impl<'n> Whiteout<'n> {
 impl Unpacker<'_> {
     /// Turns an OCI whiteout entry into what overlayfs reads: a 0:0 character device for a
     /// deleted name, `trusted.overlay.opaque=y` on an opaque directory.
-    fn whiteout(&self, name: &str, rel: &Path, whiteout: Whiteout, meta: &Meta) -> Result<(), UnpackError> {
+    fn whiteout(&mut self, name: &str, rel: &Path, whiteout: Whiteout, meta: &Meta) -> Result<(), UnpackError> {
+        // A whiteout removes: the writers must be done first.
+        self.flush()?;
         // The directory holding the marker is made like any entry's parents.
         self.make_parents(name, rel)?;
         let dir = self.dest.join(rel.parent().unwrap_or(Path::new("")));
@@ -497,6 +625,9 @@ impl Unpacker<'_> {
                 clear_place(&path, false).map_err(io_error(name, "removing the deleted file"))?;
                 mknod(&path, SFlag::S_IFCHR, Mode::empty(), makedev(0, 0))
                     .map_err(|e| io_error(name, "creating the whiteout")(e.into()))?;
+                if let Ok(rel) = path.strip_prefix(self.dest) {
+                    self.created.insert(rel.to_owned());
+                }
                 lchown(&path, Some(meta.uid), Some(meta.gid)).map_err(io_error(name, "setting the owner"))
             }
             Whiteout::Ignored => Ok(()),
@@ -760,6 +891,24 @@ mod tests {
         assert!(!host.exists());
         assert_eq!(names(tmp.path()), ["dest"]);
         assert!(names(&dest).is_empty());
+    }
+
+    #[test]
+    fn a_directory_replaced_by_a_symlink_is_not_trusted_from_before() {
+        if !root() {
+            return;
+        }
+        // The unpacker remembers checked directories; replacing one must make it forget.
+        let (_tmp, dest) = dest();
+        let layer = Layer::new()
+            .dir("a", 0o755)
+            .file("a/x", 0o644, b"x")
+            .symlink("a", "/")
+            .file("a/keel-unpack-test-cached", 0o644, b"pwned")
+            .bytes();
+        let error = unpack(&layer, &dest).expect_err("through the new symlink");
+        assert!(error.to_string().contains("its parent a is a symlink"), "{error}");
+        assert!(!Path::new("/keel-unpack-test-cached").exists());
     }
 
     #[test]

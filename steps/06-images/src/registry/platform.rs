@@ -64,6 +64,7 @@ pub fn host_platform() -> (&'static str, &'static str) {
     ("linux", architecture)
 }
 
+// ANCHOR: pick_platform
 /// The digest of the manifest for `os`/`architecture` in an index (OCI or Docker list).
 /// `architecture` may name a variant (`arm/v6`); without one, an entry without a variant or
 /// with the architecture's usual one is preferred. An index of a single entry without any
@@ -132,6 +133,7 @@ pub fn pick_platform(index_bytes: &[u8], os: &str, architecture: &str) -> Result
         },
     })
 }
+// ANCHOR_END: pick_platform
 
 #[cfg(test)]
 mod tests {
