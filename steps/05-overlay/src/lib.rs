@@ -124,6 +124,36 @@ pub enum PrepareError {
     Io(#[from] std::io::Error),
 }
 
+// ANCHOR: bundle_spec
+/// The spec as a runtime that knows nothing of snapshots can run it: the snapshot is created
+/// now, and the overlay becomes the first of the spec's mounts, which step 03 mounts on the
+/// root inside the container's own mount namespace. Step 07's engine writes this into the
+/// bundle it hands to step 04's runc-compatible command line; the snapshot outlives the
+/// container's process, and removing it (`store::Store::remove`) is the caller's job.
+pub fn bundle_spec(spec: &Spec) -> Result<Spec, PrepareError> {
+    let Some(layers) = annotation(spec, LAYERS) else {
+        return Ok(spec.clone());
+    };
+    let layers: Vec<PathBuf> = layers.split(':').map(PathBuf::from).collect();
+    let id = annotation(spec, ID).unwrap_or_default();
+    let root = Path::new(annotation(spec, ROOT).unwrap_or(store::DEFAULT_ROOT));
+    let (stage, mount) = prepare(&layers, id, root, true)?;
+    if stage.relative_to.is_some() {
+        stage.cleanup();
+        let _ = std::fs::remove_dir_all(&stage.snapshot.dir);
+        return Err(PrepareError::Io(std::io::Error::other(format!(
+            "{} layers are too many for one overlay mount in a bundle (the runtime cannot enter the snapshot first)",
+            layers.len()
+        ))));
+    }
+    let mut bundle = spec.clone();
+    let mut mounts = vec![mount];
+    mounts.extend(spec.mounts().clone().unwrap_or_default());
+    bundle.set_mounts(Some(mounts));
+    Ok(bundle)
+}
+// ANCHOR_END: bundle_spec
+
 /// Checks everything, then creates the snapshot (upper, work, merged) and its mount.
 fn prepare(
     layers: &[PathBuf],

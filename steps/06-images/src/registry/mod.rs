@@ -22,7 +22,7 @@ pub mod auth;
 mod client;
 mod error;
 pub mod media;
-mod platform;
+pub mod platform;
 mod progress;
 
 use std::path::PathBuf;

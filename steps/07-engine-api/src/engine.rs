@@ -1,0 +1,286 @@
+//! The engine's state: its containers (records on disk, a little more in memory), events,
+//! and where the runtime and monitor binaries are. Lifecycle changes go through here so
+//! that the record on disk, the waiters and the event stream agree.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{oneshot, watch};
+
+use crate::events::Events;
+use crate::monitor_client;
+use crate::record::{now_rfc3339, ContainerDir, Record, RecordError, Status};
+use crate::runtime_cli::Runtime;
+use step06_images::step05_overlay;
+
+/// What waiters watch: `docker wait` and `docker run`'s wait (conditions `next-exit`,
+/// `not-running`, `removed`).
+#[derive(Debug, Clone, Default)]
+pub struct Lifecycle {
+    pub exits: u64,
+    pub running: bool,
+    pub removed: bool,
+    pub exit_code: i64,
+}
+
+/// An attach that arrived before the monitor exists (`docker run` attaches, then starts):
+/// start hands it the monitor, and waits for its acknowledgement before letting the
+/// container run, so no early output is lost.
+pub type PendingAttach = oneshot::Sender<oneshot::Sender<()>>;
+
+pub struct Container {
+    pub id: String,
+    pub dir: ContainerDir,
+    pub record: Mutex<Record>,
+    pub lifecycle: watch::Sender<Lifecycle>,
+    pub pending_attaches: Mutex<Vec<PendingAttach>>,
+    /// Start, stop, restart and remove of one container happen one at a time.
+    pub operation: tokio::sync::Mutex<()>,
+}
+
+impl Container {
+    pub fn record(&self) -> Record {
+        self.record
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Changes the record and writes it to disk.
+    pub fn update<T>(&self, change: impl FnOnce(&mut Record) -> T) -> Result<T, RecordError> {
+        let mut record = self.record.lock().unwrap_or_else(|e| e.into_inner());
+        let result = change(&mut record);
+        self.dir.save(&record)?;
+        Ok(result)
+    }
+
+    fn new(dir: ContainerDir, record: Record) -> Self {
+        let lifecycle = Lifecycle {
+            running: record.running(),
+            exit_code: record.state.exit_code,
+            ..Lifecycle::default()
+        };
+        Self {
+            id: record.id.clone(),
+            dir,
+            record: Mutex::new(record),
+            lifecycle: watch::channel(lifecycle).0,
+            pending_attaches: Mutex::new(Vec::new()),
+            operation: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+pub struct Engine {
+    /// Images, snapshots (step 06's and step 05's stores) and containers live here.
+    pub root: PathBuf,
+    pub runtime: Runtime,
+    pub monitor: PathBuf,
+    pub containers: Mutex<HashMap<String, Arc<Container>>>,
+    pub events: Events,
+    pub execs: crate::api::exec::Execs,
+    /// One image change (pull, load, tag, rmi...) at a time.
+    pub images: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error("No such container: {0}")]
+    NotFound(String),
+    #[error("multiple containers found with provided prefix: {0}")]
+    Ambiguous(String),
+}
+
+impl Engine {
+    pub fn containers_dir(root: &Path) -> PathBuf {
+        root.join("containers")
+    }
+
+    /// Loads every container record under `root`.
+    pub fn load(root: PathBuf, runtime: Runtime, monitor: PathBuf) -> anyhow::Result<Arc<Self>> {
+        let dir = Self::containers_dir(&root);
+        std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+        let mut containers = HashMap::new();
+        for entry in std::fs::read_dir(&dir)?.flatten() {
+            let container_dir = ContainerDir(entry.path());
+            match container_dir.load() {
+                Ok(record) => {
+                    containers.insert(record.id.clone(), Arc::new(Container::new(container_dir, record)));
+                }
+                // A directory without a record is a create that died half-way: nothing
+                // refers to it, so it goes.
+                Err(error) => {
+                    tracing::warn!("removing {}: {error}", entry.path().display());
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        Ok(Arc::new(Self {
+            root,
+            runtime,
+            monitor,
+            containers: Mutex::new(containers),
+            events: Events::default(),
+            execs: Default::default(),
+            images: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    pub fn all(&self) -> Vec<Arc<Container>> {
+        let containers = self.containers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<_> = containers.values().cloned().collect();
+        all.sort_by_key(|c| std::cmp::Reverse(c.record().created));
+        all
+    }
+
+    /// By full id, name (with or without docker's `/`), or a unique id prefix.
+    pub fn find(&self, key: &str) -> Result<Arc<Container>, LookupError> {
+        let containers = self.containers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(container) = containers.get(key) {
+            return Ok(Arc::clone(container));
+        }
+        let name = key.strip_prefix('/').unwrap_or(key);
+        if let Some(container) = containers.values().find(|c| c.record().name == name) {
+            return Ok(Arc::clone(container));
+        }
+        let mut matches = containers.values().filter(|c| !key.is_empty() && c.id.starts_with(key));
+        match (matches.next(), matches.next()) {
+            (Some(one), None) => Ok(Arc::clone(one)),
+            (Some(_), Some(_)) => Err(LookupError::Ambiguous(key.to_owned())),
+            _ => Err(LookupError::NotFound(key.to_owned())),
+        }
+    }
+
+    pub fn name_in_use(&self, name: &str) -> Option<String> {
+        let containers = self.containers.lock().unwrap_or_else(|e| e.into_inner());
+        containers
+            .values()
+            .find(|c| c.record().name == name)
+            .map(|c| c.id.clone())
+    }
+
+    pub fn insert(&self, dir: ContainerDir, record: Record) -> Arc<Container> {
+        let container = Arc::new(Container::new(dir, record));
+        let mut containers = self.containers.lock().unwrap_or_else(|e| e.into_inner());
+        containers.insert(container.id.clone(), Arc::clone(&container));
+        container
+    }
+
+    pub fn runtime_log(&self, container: &Container) -> PathBuf {
+        container.dir.0.join("runtime.log")
+    }
+
+    /// A container event with docker's attributes (image, name, and `extra`).
+    pub fn event(&self, container: &Container, action: &str, extra: &[(&str, String)]) {
+        let record = container.record();
+        let mut attributes = BTreeMap::new();
+        attributes.insert("image".to_owned(), record.image.clone());
+        attributes.insert("name".to_owned(), record.name.clone());
+        for (key, value) in extra {
+            attributes.insert((*key).to_owned(), value.clone());
+        }
+        self.events.emit("container", action, &container.id, attributes);
+    }
+
+    /// Follows a running container until its monitor reports the end, then records it.
+    pub fn watch(self: &Arc<Self>, container: Arc<Container>) {
+        let engine = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(error) = monitor_client::wait(&container.dir).await {
+                tracing::debug!("monitor of {} not reachable: {error}", container.id);
+            }
+            engine.exited(&container).await;
+        });
+    }
+
+    /// Records the end of a container from its monitor's `exit.json` (or, if the monitor
+    /// died too, as exit 255), and removes it if it was run with `--rm`.
+    pub async fn exited(self: &Arc<Self>, container: &Arc<Container>) {
+        let mut exit = container.dir.exit_info();
+        for _ in 0..20 {
+            if exit.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            exit = container.dir.exit_info();
+        }
+        let (code, oom, finished, error) = match exit {
+            Some(exit) => (exit.exit_code, exit.oom_killed, exit.finished_at, String::new()),
+            None => {
+                // No monitor and no record of the end: make sure nothing is left running.
+                let log = self.runtime_log(container);
+                let _ = self.runtime.call(&log, &["delete", "--force", &container.id]).await;
+                (
+                    255,
+                    false,
+                    now_rfc3339(),
+                    "the container's monitor ended without recording its exit".into(),
+                )
+            }
+        };
+        let saved = container.update(|record| {
+            record.state.status = Status::Exited;
+            record.state.pid = 0;
+            record.state.exit_code = code;
+            record.state.oom_killed = oom;
+            record.state.finished_at = Some(finished);
+            record.state.error = error;
+        });
+        if let Err(error) = saved {
+            tracing::error!("recording the exit of {}: {error}", container.id);
+        }
+        if oom {
+            self.event(container, "oom", &[]);
+        }
+        self.event(container, "die", &[("exitCode", code.to_string())]);
+        container.lifecycle.send_modify(|l| {
+            l.exits += 1;
+            l.running = false;
+            l.exit_code = code;
+        });
+        if container.record().auto_remove() {
+            if let Err(error) = self.remove(container).await {
+                tracing::error!("removing {} (--rm): {error}", container.id);
+            }
+        }
+    }
+
+    /// Removes a stopped container: runtime state, snapshot, directory, record.
+    pub async fn remove(&self, container: &Arc<Container>) -> anyhow::Result<()> {
+        let log = self.runtime_log(container);
+        let _ = self.runtime.call(&log, &["delete", "--force", &container.id]).await;
+        let snapshots = step05_overlay::store::Store::new(&self.root);
+        match snapshots.remove(&container.id) {
+            Ok(()) | Err(step05_overlay::store::StoreError::NotFound(_)) => {}
+            Err(error) => return Err(error.into()),
+        }
+        std::fs::remove_dir_all(&container.dir.0)
+            .map_err(|e| anyhow::anyhow!("removing {}: {e}", container.dir.0.display()))?;
+        self.containers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&container.id);
+        self.execs.forget_container(&container.id);
+        self.event(container, "destroy", &[]);
+        container.lifecycle.send_modify(|l| l.removed = true);
+        Ok(())
+    }
+
+    /// After a restart: containers whose monitor still runs are followed again; the others
+    /// ended while the engine was away.
+    pub async fn reconcile(self: &Arc<Self>) {
+        for container in self.all() {
+            if !container.record().running() {
+                continue;
+            }
+            if tokio::net::UnixStream::connect(container.dir.monitor_socket())
+                .await
+                .is_ok()
+            {
+                self.watch(container);
+            } else {
+                self.exited(&container).await;
+            }
+        }
+    }
+}
