@@ -42,9 +42,9 @@ mod tests {
         let mut wire = frame(STDOUT, b"out\n");
         wire.extend(frame(STDERR, b"err\n"));
         assert_eq!(&wire[..8], &[1, 0, 0, 0, 0, 0, 0, 4]);
-        let mut buffer = wire[..10].to_vec();
+        let mut buffer = wire[..14].to_vec();
         assert_eq!(take_frames(&mut buffer), vec![(STDOUT, b"out\n".to_vec())]);
-        buffer.extend_from_slice(&wire[10..]);
+        buffer.extend_from_slice(&wire[14..]);
         assert_eq!(take_frames(&mut buffer), vec![(STDERR, b"err\n".to_vec())]);
         assert!(buffer.is_empty());
     }
