@@ -3,6 +3,7 @@
 //! stable enough to snapshot (namespace inodes become `host` or `new`).
 
 pub mod containerd;
+pub mod engine;
 pub mod registry;
 
 use std::collections::BTreeMap;

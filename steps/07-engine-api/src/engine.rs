@@ -166,6 +166,10 @@ impl Engine {
         container
     }
 
+    pub fn monitor_socket(&self, container: &Container) -> PathBuf {
+        crate::record::monitor_socket(&self.runtime.root, &container.id)
+    }
+
     pub fn runtime_log(&self, container: &Container) -> PathBuf {
         container.dir.0.join("runtime.log")
     }
@@ -186,7 +190,7 @@ impl Engine {
     pub fn watch(self: &Arc<Self>, container: Arc<Container>) {
         let engine = Arc::clone(self);
         tokio::spawn(async move {
-            if let Err(error) = monitor_client::wait(&container.dir).await {
+            if let Err(error) = monitor_client::wait(&engine.monitor_socket(&container)).await {
                 tracing::debug!("monitor of {} not reachable: {error}", container.id);
             }
             engine.exited(&container).await;
@@ -273,7 +277,7 @@ impl Engine {
             if !container.record().running() {
                 continue;
             }
-            if tokio::net::UnixStream::connect(container.dir.monitor_socket())
+            if tokio::net::UnixStream::connect(self.monitor_socket(&container))
                 .await
                 .is_ok()
             {

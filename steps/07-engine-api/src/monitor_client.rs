@@ -123,8 +123,8 @@ impl Created {
 }
 
 /// Connects to the monitor and sends one request line.
-pub async fn request(dir: &ContainerDir, line: &str) -> std::io::Result<UnixStream> {
-    let mut stream = UnixStream::connect(dir.monitor_socket()).await?;
+pub async fn request(socket: &Path, line: &str) -> std::io::Result<UnixStream> {
+    let mut stream = UnixStream::connect(socket).await?;
     stream.write_all(format!("{line}\n").as_bytes()).await?;
     Ok(stream)
 }
@@ -144,10 +144,10 @@ pub async fn read_line(stream: &mut UnixStream) -> std::io::Result<String> {
 }
 
 /// An attach connection, answered `ok`: frames come from it, stdin goes to it.
-pub async fn attach(dir: &ContainerDir, stdin: bool, stdout: bool, stderr: bool) -> std::io::Result<UnixStream> {
+pub async fn attach(socket: &Path, stdin: bool, stdout: bool, stderr: bool) -> std::io::Result<UnixStream> {
     let flag = |b: bool| if b { "1" } else { "0" };
     let mut stream = request(
-        dir,
+        socket,
         &format!("attach {} {} {}", flag(stdin), flag(stdout), flag(stderr)),
     )
     .await?;
@@ -161,14 +161,14 @@ pub async fn attach(dir: &ContainerDir, stdin: bool, stdout: bool, stderr: bool)
 }
 
 /// Waits until the monitor says the container ended (or the monitor is gone).
-pub async fn wait(dir: &ContainerDir) -> std::io::Result<()> {
-    let mut stream = request(dir, "wait").await?;
+pub async fn wait(socket: &Path) -> std::io::Result<()> {
+    let mut stream = request(socket, "wait").await?;
     let _ = read_line(&mut stream).await?;
     Ok(())
 }
 
-pub async fn resize(dir: &ContainerDir, rows: u16, cols: u16) -> std::io::Result<()> {
-    let mut stream = request(dir, &format!("resize {rows} {cols}")).await?;
+pub async fn resize(socket: &Path, rows: u16, cols: u16) -> std::io::Result<()> {
+    let mut stream = request(socket, &format!("resize {rows} {cols}")).await?;
     let answer = read_line(&mut stream).await?;
     if answer == "ok" {
         Ok(())

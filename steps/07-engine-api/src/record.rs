@@ -106,6 +106,21 @@ pub struct ExitInfo {
     pub finished_at: String,
 }
 
+/// The sockets of a container's monitor. Not in the container's directory: a unix socket's
+/// path must fit in 108 bytes, and `ROOT/containers/<64 hex digits>/` leaves too little room.
+/// Sixteen hex digits of the id are unique enough on one machine.
+pub fn monitor_socket(runtime_root: &Path, id: &str) -> PathBuf {
+    runtime_root
+        .join("sockets")
+        .join(format!("{}.sock", &id[..id.len().min(16)]))
+}
+
+pub fn console_socket(runtime_root: &Path, id: &str, what: &str) -> PathBuf {
+    runtime_root
+        .join("sockets")
+        .join(format!("{}.{what}", &id[..id.len().min(16)]))
+}
+
 /// A container's directory and the files in it.
 #[derive(Debug, Clone)]
 pub struct ContainerDir(pub PathBuf);
@@ -122,9 +137,6 @@ impl ContainerDir {
     }
     pub fn log(&self) -> PathBuf {
         self.0.join("container-json.log")
-    }
-    pub fn monitor_socket(&self) -> PathBuf {
-        self.0.join("monitor.sock")
     }
     pub fn hosts(&self) -> PathBuf {
         self.0.join("hosts")

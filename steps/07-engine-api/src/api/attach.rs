@@ -32,6 +32,7 @@ pub async fn attach(state: State, Path(id): Path<String>, query: Query, mut requ
         Some(receiver)
     };
     let for_task = Arc::clone(&container);
+    let socket = engine.monitor_socket(&container);
     let response = hijack::upgrade(&mut request, move |client| async move {
         let ack = match waiting {
             Some(receiver) => match receiver.await {
@@ -40,7 +41,7 @@ pub async fn attach(state: State, Path(id): Path<String>, query: Query, mut requ
             },
             None => None,
         };
-        let monitor = monitor_client::attach(&for_task.dir, stdin, stdout, stderr).await;
+        let monitor = monitor_client::attach(&socket, stdin, stdout, stderr).await;
         if let Some(ack) = ack {
             let _ = ack.send(());
         }
@@ -70,14 +71,15 @@ pub async fn bridge(client: Client, monitor: tokio::net::UnixStream, tty: bool) 
 
 /// `POST /containers/{id}/resize?h=&w=`: the pty's size, set by the monitor.
 pub async fn resize(state: State, Path(id): Path<String>, query: Query) -> ApiResult<StatusCode> {
-    let container: Arc<Container> = state.0.find(&id)?;
+    let engine = state.0;
+    let container: Arc<Container> = engine.find(&id)?;
     let (Some(rows), Some(cols)) = (number::<u16>(&query, "h"), number::<u16>(&query, "w")) else {
         return Err(ApiError::bad_request("resize needs h and w"));
     };
     if !container.record().running() {
         return Err(ApiError::conflict(format!("Container {} is not running", container.id)));
     }
-    monitor_client::resize(&container.dir, rows, cols)
+    monitor_client::resize(&engine.monitor_socket(&container), rows, cols)
         .await
         .map_err(|e| ApiError::internal(format!("resizing the tty: {e}")))?;
     Ok(StatusCode::OK)

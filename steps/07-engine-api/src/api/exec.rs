@@ -278,8 +278,14 @@ async fn run_piped(engine: &Engine, exec: &Exec, client: Client) -> i64 {
 /// A terminal: the runtime sends the pty master to a console socket of ours; the client
 /// talks to it raw.
 async fn run_tty(engine: &Engine, exec: &Exec, client: Client) -> i64 {
-    let dir = engine.root.join("containers").join(&exec.container_id);
-    let socket = dir.join(format!("exec-{}.sock", &exec.id[..12]));
+    let socket = crate::record::console_socket(
+        &engine.runtime.root,
+        &exec.container_id,
+        &format!("exec-{}", &exec.id[..12]),
+    );
+    if let Some(parent) = socket.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
     let _ = std::fs::remove_file(&socket);
     let listener = match std::os::unix::net::UnixListener::bind(&socket) {
         Ok(listener) => listener,

@@ -69,6 +69,10 @@ pub async fn start_locked(engine: &Arc<Engine>, container: &Arc<Container>) -> A
 /// docker's CLI turns the message into an exit code (127 not found, 126 not executable,
 /// else 125), so the runtime's own words are passed on.
 fn start_error(container: &Container, error: MonitorClientError) -> ApiError {
+    // Attaches that waited for this start end now: their clients see the stream close.
+    if let Ok(mut pending) = container.pending_attaches.lock() {
+        pending.clear();
+    }
     let message = error.to_string();
     let _ = container.update(|record| record.state.error = message.clone());
     ApiError::bad_request(message)

@@ -94,6 +94,9 @@ impl Shared {
 /// Listens on `path` and answers each client on its own thread.
 pub fn serve(shared: &Arc<Shared>, path: &Path) -> Result<(), MonitorError> {
     let _ = std::fs::remove_file(path);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
+    }
     let listener = UnixListener::bind(path).map_err(io(format!("listening on {}", path.display())))?;
     let shared = Arc::clone(shared);
     std::thread::spawn(move || {

@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{io, MonitorArgs, MonitorError};
-use crate::record::ContainerDir;
 
 /// The monitor's ends: what the container reads and writes, seen from outside.
 pub struct Ours {
@@ -36,9 +35,12 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), MonitorError> {
 }
 
 impl Stdio {
-    pub fn prepare(args: &MonitorArgs, dir: &ContainerDir) -> Result<Self, MonitorError> {
+    pub fn prepare(args: &MonitorArgs) -> Result<Self, MonitorError> {
         if args.tty {
-            let path = dir.0.join("console.sock");
+            let path = crate::record::console_socket(&args.runtime_root, &args.id, "console");
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
+            }
             let _ = std::fs::remove_file(&path);
             let listener = UnixListener::bind(&path).map_err(io(format!("listening on {}", path.display())))?;
             return Ok(Self {

@@ -113,7 +113,7 @@ fn run(args: &MonitorArgs, control: &mut impl Write) -> Result<(), MonitorError>
     nix::sys::prctl::set_child_subreaper(true).map_err(|e| io("becoming a subreaper")(e.into()))?;
 
     let _ = std::fs::remove_file(dir.exit());
-    let mut stdio = console::Stdio::prepare(args, &dir)?;
+    let mut stdio = console::Stdio::prepare(args)?;
     let mut create = runtime(args, &dir);
     create
         .arg("create")
@@ -152,7 +152,7 @@ fn run(args: &MonitorArgs, control: &mut impl Write) -> Result<(), MonitorError>
         args.stdin_once,
     ));
     let pumps = pump::start(&shared, ours.outputs);
-    let socket = dir.monitor_socket();
+    let socket = crate::record::monitor_socket(&args.runtime_root, &args.id);
     clients::serve(&shared, &socket)?;
 
     writeln!(control, "created {pid}").map_err(io("answering the engine"))?;

@@ -1,0 +1,155 @@
+//! A keel engine of the test's own: its socket, data root and runtime state in a temp dir,
+//! and the real `docker` CLI pointed at it. Dropping it removes every container it has
+//! (their monitors would outlive it otherwise), stops it, and removes the dir.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::binary;
+
+pub struct Engine {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Engine {
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("keel-test-engine-")
+            .tempdir()
+            .expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("docker-config")).expect("docker config dir");
+        let mut engine = Self { dir, child: None };
+        engine.spawn();
+        engine
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("keel.sock")
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    pub fn runtime_root(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    /// A scratch path inside the engine's temp dir (removed with it).
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("engine.log"))
+            .expect("engine log");
+        let child = Command::new(binary("step07-engine-api"))
+            .arg("serve")
+            .arg("--socket")
+            .arg(self.socket())
+            .arg("--root")
+            .arg(self.root())
+            .arg("--runtime-root")
+            .arg(self.runtime_root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting the engine");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::os::unix::net::UnixStream::connect(self.socket()).is_err() {
+            assert!(Instant::now() < deadline, "the engine did not come up: {}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("engine.log")).unwrap_or_default()
+    }
+
+    /// The real docker CLI, talking to this engine only.
+    pub fn docker(&self) -> Command {
+        let mut command = Command::new("docker");
+        command
+            .env("DOCKER_HOST", format!("unix://{}", self.socket().display()))
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_API_VERSION");
+        command
+    }
+
+    /// `docker ARGS`, waited for (at most 60 s).
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut child = self
+            .docker()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("docker");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if child.try_wait().expect("wait").is_some() {
+                return child.wait_with_output().expect("output");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let output = child.wait_with_output().expect("output");
+                panic!("docker {args:?} hung: {output:?}\nengine log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGKILL, as a crash would: no cleanup runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    fn stop(&mut self) {
+        if let Some(child) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let mut child = child;
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let ids = self.run(&["ps", "-aq"]);
+            let ids = String::from_utf8_lossy(&ids.stdout).into_owned();
+            for id in ids.split_whitespace() {
+                let _ = self.run(&["rm", "-f", id]);
+            }
+        }
+        self.stop();
+        // Snapshots' work dirs hold d--------- entries overlayfs made: remove_dir_all copes.
+        let _ = std::fs::remove_dir_all(self.dir.path());
+    }
+}
+
+/// The lines of a command's stdout.
+pub fn lines(output: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
