@@ -20,3 +20,250 @@ fn run_prints_both_streams_and_exits_with_the_containers_status() {
     // --rm is the engine's job: nothing is left.
     assert!(lines(&engine.run(&["ps", "-aq"])).is_empty());
 }
+
+fn ok(output: &std::process::Output) -> String {
+    assert!(output.status.success(), "{output:?}");
+    text(&output.stdout)
+}
+
+#[test]
+fn a_detached_container_lists_logs_stops_and_goes() {
+    if !needs_root() {
+        return;
+    }
+    let engine = Engine::start();
+    let script = "i=0; while true; do echo tick $i; echo errtick $i >&2; i=$((i+1)); sleep 0.2; done";
+    let id = ok(&engine.run(&["run", "-d", "--name", "web", "busybox", "sh", "-c", script]));
+    assert_eq!(id.trim().len(), 64, "{id}");
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let ps = ok(&engine.run(&["ps", "--format", "{{.Names}} {{.Status}}"]));
+    assert!(ps.starts_with("web Up "), "{ps}");
+    let logs = engine.run(&["logs", "web"]);
+    assert!(text(&logs.stdout).starts_with("tick 0\ntick 1\n"), "{logs:?}");
+    assert!(text(&logs.stderr).starts_with("errtick 0\n"), "{logs:?}");
+    // --tail counts lines across both streams.
+    let tail = engine.run(&["logs", "-t", "--tail", "2", "web"]);
+    let both = format!("{}{}", text(&tail.stdout), text(&tail.stderr));
+    assert_eq!(both.lines().count(), 2, "{tail:?}");
+    assert!(both.starts_with("20") && both.contains("Z tick "), "{tail:?}");
+    // sh as PID 1 ignores SIGTERM: stop waits -t 1 seconds, then SIGKILL.
+    assert_eq!(ok(&engine.run(&["stop", "-t", "1", "web"])).trim(), "web");
+    let state = ok(&engine.run(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "web"]));
+    assert_eq!(state.trim(), "exited 137");
+    let ps = ok(&engine.run(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]));
+    assert!(ps.starts_with("web Exited (137) "), "{ps}");
+    assert!(ok(&engine.run(&["ps", "-q"])).is_empty());
+    // It starts again, with its log kept.
+    assert_eq!(ok(&engine.run(&["start", "web"])).trim(), "web");
+    assert_eq!(ok(&engine.run(&["kill", "web"])).trim(), "web");
+    assert_eq!(ok(&engine.run(&["wait", "web"])).trim(), "137");
+    assert_eq!(ok(&engine.run(&["rm", "web"])).trim(), "web");
+    assert!(ok(&engine.run(&["ps", "-aq"])).is_empty());
+    assert!(std::fs::read_dir(engine.root().join("containers"))
+        .expect("containers dir")
+        .next()
+        .is_none());
+}
+
+#[test]
+fn exec_runs_in_the_container_with_its_streams_env_dir_and_status() {
+    if !needs_root() {
+        return;
+    }
+    let engine = Engine::start();
+    ok(&engine.run(&[
+        "run",
+        "-d",
+        "--name",
+        "bg",
+        "--hostname",
+        "inside",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    let output = engine.run(&[
+        "exec",
+        "bg",
+        "sh",
+        "-c",
+        "echo exec-out; echo exec-err >&2; hostname; exit 4",
+    ]);
+    assert_eq!(output.status.code(), Some(4), "{output:?}\n{}", engine.log());
+    assert_eq!(text(&output.stdout), "exec-out\ninside\n");
+    assert_eq!(text(&output.stderr), "exec-err\n");
+    let mut child = engine
+        .docker()
+        .args([
+            "exec",
+            "-i",
+            "-e",
+            "X=1",
+            "-w",
+            "/tmp",
+            "bg",
+            "sh",
+            "-c",
+            "cat; pwd; echo $X",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("docker exec");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"piped-input\n")
+        .expect("write");
+    let output = child.wait_with_output().expect("exec");
+    assert_eq!(text(&output.stdout), "piped-input\n/tmp\n1\n");
+    let top = ok(&engine.run(&["top", "bg"]));
+    assert!(top.contains("sleep 1000"), "{top}");
+    let missing = engine.run(&["exec", "nosuch", "true"]);
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing.stderr).contains("No such container: nosuch"),
+        "{missing:?}"
+    );
+}
+
+#[test]
+fn limits_are_written_to_the_containers_cgroup_and_oom_is_reported() {
+    if !needs_root() {
+        return;
+    }
+    let engine = Engine::start();
+    ok(&engine.run(&[
+        "run",
+        "-d",
+        "--name",
+        "limited",
+        "-m",
+        "64m",
+        "--pids-limit",
+        "50",
+        "--cpus",
+        "0.5",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    let pid = ok(&engine.run(&["inspect", "-f", "{{.State.Pid}}", "limited"]));
+    let cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", pid.trim())).expect("cgroup of the container");
+    let path_of = |controller: &str| {
+        cgroups.lines().find_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            controllers.split(',').any(|c| c == controller).then(|| path.to_owned())
+        })
+    };
+    let memory = match path_of("memory") {
+        Some(path) => std::fs::read_to_string(format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes")),
+        None => {
+            let path = path_of("").expect("a cgroup v2 path");
+            std::fs::read_to_string(format!("/sys/fs/cgroup{path}/memory.max"))
+        }
+    };
+    assert_eq!(memory.expect("memory limit").trim(), "67108864");
+    let oom = engine.run(&[
+        "run",
+        "--name",
+        "oom",
+        "-m",
+        "16m",
+        "--memory-swap",
+        "16m",
+        "busybox",
+        "sh",
+        "-c",
+        "a=$(head -c 64000000 /dev/zero | tr '\\0' x); echo survived",
+    ]);
+    assert_eq!(oom.status.code(), Some(137), "{oom:?}");
+    assert!(!text(&oom.stdout).contains("survived"));
+    let state = ok(&engine.run(&["inspect", "-f", "{{.State.OOMKilled}} {{.State.ExitCode}}", "oom"]));
+    assert_eq!(state.trim(), "true 137");
+}
+
+#[test]
+fn errors_map_to_dockers_exit_codes() {
+    if !needs_root() {
+        return;
+    }
+    let engine = Engine::start();
+    let not_found = engine.run(&["run", "--rm", "busybox", "/nonexistent"]);
+    assert_eq!(not_found.status.code(), Some(127), "{not_found:?}");
+    assert!(text(&not_found.stderr).contains("/nonexistent"), "{not_found:?}");
+    let not_executable = engine.run(&["run", "--rm", "busybox", "/etc"]);
+    assert_eq!(not_executable.status.code(), Some(126), "{not_executable:?}");
+    let bad_flag = engine.run(&["run", "--rm", "--memory", "lots", "busybox", "true"]);
+    assert_eq!(bad_flag.status.code(), Some(125), "{bad_flag:?}");
+    let bad_name = engine.run(&["run", "--rm", "--name", "x", "busybox", "true"]);
+    assert_eq!(bad_name.status.code(), Some(125), "{bad_name:?}");
+    assert!(
+        text(&bad_name.stderr).contains("Invalid container name (x)"),
+        "{bad_name:?}"
+    );
+    ok(&engine.run(&["create", "--name", "taken", "busybox", "true"]));
+    let duplicate = engine.run(&["create", "--name", "taken", "busybox", "true"]);
+    assert!(!duplicate.status.success(), "{duplicate:?}");
+    assert!(text(&duplicate.stderr).contains("is already in use"), "{duplicate:?}");
+    // The failed runs left nothing; only `taken` exists.
+    assert_eq!(ok(&engine.run(&["ps", "-a", "--format", "{{.Names}}"])).trim(), "taken");
+    let stop = engine.run(&["stop", "nosuchcontainer"]);
+    assert!(
+        text(&stop.stderr).contains("No such container: nosuchcontainer"),
+        "{stop:?}"
+    );
+    assert!(engine.run(&["rm", "-f", "nosuchcontainer"]).status.success());
+}
+
+#[test]
+fn a_tty_run_gets_a_pty_of_the_clients_size() {
+    if !needs_root() {
+        return;
+    }
+    let engine = Engine::start();
+    let socket = format!("unix://{}", engine.socket().display());
+    let output = std::process::Command::new("script")
+        .args([
+            "-eqc",
+            "stty rows 33 cols 90; docker run -it --rm busybox sh -c 'tty; stty size; exit 7'",
+            "/dev/null",
+        ])
+        .env("DOCKER_HOST", socket)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script");
+    assert_eq!(output.status.code(), Some(7), "{output:?}");
+    let seen = text(&output.stdout);
+    assert!(seen.contains("/dev/pts/0\r\n33 90\r\n"), "{seen:?}");
+}
+
+#[test]
+fn stdin_reaches_the_container_and_its_end_ends_it() {
+    if !needs_root() {
+        return;
+    }
+    let engine = Engine::start();
+    let mut child = engine
+        .docker()
+        .args(["run", "--rm", "-i", "busybox", "sh", "-c", "cat; echo done >&2"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("docker run -i");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"line1\nline2\n")
+        .expect("write");
+    let output = child.wait_with_output().expect("run");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(text(&output.stdout), "line1\nline2\n");
+    assert_eq!(text(&output.stderr), "done\n");
+}

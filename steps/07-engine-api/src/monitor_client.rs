@@ -25,6 +25,8 @@ pub struct Options {
     pub tty: bool,
     pub stdin: bool,
     pub stdin_once: bool,
+    /// Rows and columns of the client's terminal.
+    pub console_size: Option<(u16, u16)>,
 }
 
 /// A monitor that created the container and waits for `start`.
@@ -59,6 +61,9 @@ pub async fn create(
         if on {
             command.arg(flag);
         }
+    }
+    if let Some((rows, cols)) = options.console_size.filter(|(r, c)| *r > 0 && *c > 0) {
+        command.arg("--console-size").arg(format!("{rows}x{cols}"));
     }
     command
         .arg(id)

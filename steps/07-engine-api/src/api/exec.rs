@@ -196,6 +196,11 @@ pub async fn start(state: State, Path(id): Path<String>, mut request: Request) -
 }
 
 fn finished(exec: &Exec, code: i64) {
+    tracing::info!(
+        "exec {} in {} ended with {code}",
+        &exec.id[..12],
+        &exec.container_id[..12]
+    );
     let mut state = exec.state.lock().unwrap_or_else(|e| e.into_inner());
     state.running = false;
     state.exit_code = Some(code);
@@ -270,6 +275,8 @@ async fn run_piped(engine: &Engine, exec: &Exec, client: Client) -> i64 {
         }
     }
     let code = child.wait().await.ok().and_then(|s| s.code()).map_or(126, i64::from);
+    // Recorded before the stream ends: the CLI asks for the exit code as soon as it does.
+    finished(exec, code);
     let _ = client_write.shutdown().await;
     to_process.abort();
     code
@@ -322,6 +329,8 @@ async fn run_tty(engine: &Engine, exec: &Exec, client: Client) -> i64 {
     let mut reader = reader;
     let _ = tokio::io::copy(&mut reader, &mut client_write).await;
     let code = child.wait().await.ok().and_then(|s| s.code()).map_or(126, i64::from);
+    // Recorded before the stream ends: the CLI asks for the exit code as soon as it does.
+    finished(exec, code);
     let _ = client_write.shutdown().await;
     to_process.abort();
     code

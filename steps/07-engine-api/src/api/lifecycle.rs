@@ -35,6 +35,11 @@ pub async fn start_locked(engine: &Arc<Engine>, container: &Arc<Container>) -> A
         tty: record.tty(),
         stdin: record.config["OpenStdin"].as_bool().unwrap_or(false),
         stdin_once: record.config["StdinOnce"].as_bool().unwrap_or(false),
+        console_size: record.host_config["ConsoleSize"].as_array().and_then(|size| {
+            let rows = u16::try_from(size.first()?.as_u64()?).ok()?;
+            let cols = u16::try_from(size.get(1)?.as_u64()?).ok()?;
+            Some((rows, cols))
+        }),
     };
     let created = monitor_client::create(
         &engine.monitor,
@@ -43,11 +48,16 @@ pub async fn start_locked(engine: &Arc<Engine>, container: &Arc<Container>) -> A
         &container.id,
         &options,
     )
-    .await
-    .map_err(|error| start_error(container, error))?;
+    .await;
+    let created = match created {
+        Ok(created) => created,
+        Err(error) => return Err(start_failed(engine, container, error).await),
+    };
     hand_over_attaches(container).await;
     let pid = created.pid;
-    created.start().await.map_err(|error| start_error(container, error))?;
+    if let Err(error) = created.start().await {
+        return Err(start_failed(engine, container, error).await);
+    }
     container
         .update(|record| {
             record.state.status = Status::Running;
@@ -66,16 +76,46 @@ pub async fn start_locked(engine: &Arc<Engine>, container: &Arc<Container>) -> A
 }
 // ANCHOR_END: start
 
-/// docker's CLI turns the message into an exit code (127 not found, 126 not executable,
-/// else 125), so the runtime's own words are passed on.
-fn start_error(container: &Container, error: MonitorClientError) -> ApiError {
+/// A start that failed: the container ends as if it had run, with dockerd's exit code for
+/// the failure (127 not found, 126 not executable, else 128), so `docker run`'s wait gets
+/// its answer and `--rm` still removes it. The runtime's own words go back to the CLI,
+/// which turns them into its exit status the same way.
+async fn start_failed(engine: &Arc<Engine>, container: &Arc<Container>, error: MonitorClientError) -> ApiError {
     // Attaches that waited for this start end now: their clients see the stream close.
     if let Ok(mut pending) = container.pending_attaches.lock() {
         pending.clear();
     }
     let message = error.to_string();
-    let _ = container.update(|record| record.state.error = message.clone());
+    let code = failure_exit_code(&message);
+    let _ = container.update(|record| {
+        record.state.status = Status::Exited;
+        record.state.error = message.clone();
+        record.state.exit_code = code;
+        record.state.finished_at = Some(now_rfc3339());
+    });
+    engine.event(container, "die", &[("exitCode", code.to_string())]);
+    container.lifecycle.send_modify(|l| {
+        l.exits += 1;
+        l.running = false;
+        l.exit_code = code;
+    });
+    if container.record().auto_remove() {
+        if let Err(error) = engine.remove(container).await {
+            tracing::error!("removing {} (--rm): {error:#}", container.id);
+        }
+    }
     ApiError::bad_request(message)
+}
+
+pub fn failure_exit_code(message: &str) -> i64 {
+    let lower = message.to_lowercase();
+    if lower.contains("executable file not found") || lower.contains("no such file or directory") {
+        127
+    } else if lower.contains("permission denied") || lower.contains("is a directory") {
+        126
+    } else {
+        128
+    }
 }
 
 /// Gives each waiting attach the monitor, and waits (briefly) until each is connected.

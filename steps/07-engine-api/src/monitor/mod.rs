@@ -50,6 +50,9 @@ pub struct MonitorArgs {
     /// Close the container's stdin when the first attached client closes its own
     #[arg(long)]
     pub stdin_once: bool,
+    /// The terminal's size before the container starts (docker's ConsoleSize), ROWSxCOLS
+    #[arg(long, value_name = "ROWSxCOLS")]
+    pub console_size: Option<String>,
     pub id: String,
 }
 
@@ -138,6 +141,19 @@ fn run(args: &MonitorArgs, control: &mut impl Write) -> Result<(), MonitorError>
         return Err(runtime_failed(&dir, "create"));
     }
     let ours = stdio.finish()?;
+    if let (Some(master), Some(size)) = (&ours.master, &args.console_size) {
+        // The first program may ask for the size before any resize arrives.
+        if let Some((rows, cols)) = size.split_once('x') {
+            let (rows, cols) = (rows.parse().unwrap_or(0), cols.parse().unwrap_or(0));
+            let size = rustix::termios::Winsize {
+                ws_row: rows,
+                ws_col: cols,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            let _ = rustix::termios::tcsetwinsize(&**master, size);
+        }
+    }
     let pid = read_pid(&dir.0.join("pid"))?;
 
     let log = std::fs::OpenOptions::new()
