@@ -267,3 +267,223 @@ fn stdin_reaches_the_container_and_its_end_ends_it() {
     assert_eq!(text(&output.stdout), "line1\nline2\n");
     assert_eq!(text(&output.stderr), "done\n");
 }
+
+#[test]
+fn containers_outlive_an_engine_killed_with_sigkill() {
+    if !needs_root() {
+        return;
+    }
+    let mut engine = Engine::start();
+    let script = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done";
+    ok(&engine.run(&["run", "-d", "--name", "ticker", "busybox", "sh", "-c", script]));
+    ok(&engine.run(&["run", "-d", "--name", "short", "busybox", "sh", "-c", "sleep 1; exit 5"]));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    engine.kill9();
+    // `short` ends while no engine runs; its monitor records how.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    engine.restart();
+    let ps = ok(&engine.run(&["ps", "-a", "--format", "{{.Names}} {{.State}}"]));
+    assert!(ps.contains("ticker running"), "{ps}");
+    assert!(ps.contains("short exited"), "{ps}\n{}", engine.log());
+    assert_eq!(ok(&engine.run(&["wait", "short"])).trim(), "5");
+    // The log kept every line, across the engine's death.
+    let logs = ok(&engine.run(&["logs", "ticker"]));
+    let ticks: Vec<&str> = logs.lines().collect();
+    assert!(ticks.len() >= 15, "{logs}");
+    for (i, line) in ticks.iter().enumerate() {
+        assert_eq!(*line, format!("tick {i}"), "a line is missing or out of order");
+    }
+    assert_eq!(ok(&engine.run(&["exec", "ticker", "echo", "alive"])).trim(), "alive");
+    ok(&engine.run(&["stop", "-t", "1", "ticker"]));
+    let state = ok(&engine.run(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "ticker"]));
+    assert_eq!(state.trim(), "exited 137");
+}
+
+#[test]
+fn twenty_concurrent_runs_all_succeed() {
+    if !needs_root() {
+        return;
+    }
+    let engine = Engine::start();
+    let outputs: Vec<std::process::Output> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let engine = &engine;
+                scope.spawn(move || engine.run(&["run", "--rm", "busybox", "echo", &format!("run {i}")]))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    for (i, output) in outputs.iter().enumerate() {
+        assert!(output.status.success(), "run {i}: {output:?}");
+        assert_eq!(text(&output.stdout), format!("run {i}\n"));
+    }
+    assert!(ok(&engine.run(&["ps", "-aq"])).is_empty());
+}
+
+/// A request straight to the socket, as curl sends it: the status line and the body.
+fn request(engine: &Engine, method: &str, path: &str, body: Option<&[u8]>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(engine.socket()).expect("connect");
+    let body = body.unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: keel\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("write");
+    let _ = stream.write_all(body);
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let response = text(&response);
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let content_type_json = response.to_lowercase().contains("content-type: application/json\r\n");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    assert!(status < 400 || content_type_json, "errors are JSON: {response}");
+    (status, body)
+}
+
+#[test]
+fn bad_requests_get_a_clear_4xx_and_change_nothing() {
+    if !needs_root() {
+        return;
+    }
+    let engine = Engine::start();
+    let (status, body) = request(
+        &engine,
+        "POST",
+        "/v1.41/containers/create",
+        Some(b"{\"Image\": \"busybox\", "),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("malformed JSON"), "{body}");
+    let (status, body) = request(
+        &engine,
+        "POST",
+        "/v1.41/containers/create",
+        Some(b"{\"Image\": \"nosuch:img\"}"),
+    );
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("No such image: nosuch:img"), "{body}");
+    let huge = format!("{{\"Image\": \"busybox\", \"Cmd\": [\"{}\"]}}", "x".repeat(8 << 20));
+    let (status, body) = request(&engine, "POST", "/v1.41/containers/create", Some(huge.as_bytes()));
+    assert_eq!(status, 413, "{body}");
+    let (status, _) = request(&engine, "POST", "/v1.41/containers/nosuch/start", None);
+    assert_eq!(status, 404);
+    let (status, body) = request(&engine, "GET", "/v1.99/containers/json", None);
+    assert_eq!(status, 400);
+    assert!(body.contains("too new"), "{body}");
+    let (status, _) = request(&engine, "GET", "/v1.41/no/such/endpoint", None);
+    assert_eq!(status, 404);
+    // Nothing was created, and the engine still serves.
+    assert!(ok(&engine.run(&["ps", "-aq"])).is_empty());
+    assert!(std::fs::read_dir(engine.root().join("containers"))
+        .expect("dir")
+        .next()
+        .is_none());
+    assert!(engine
+        .root()
+        .join("snapshots")
+        .read_dir()
+        .map_or(true, |mut d| d.next().is_none()));
+    assert_eq!(
+        ok(&engine.run(&["run", "--rm", "busybox", "echo", "still serving"])),
+        "still serving\n"
+    );
+}
+
+#[test]
+fn rm_leaves_no_snapshot_cgroup_runtime_state_or_socket() {
+    if !needs_root() {
+        return;
+    }
+    let engine = Engine::start();
+    let id = ok(&engine.run(&["run", "-d", "-m", "32m", "busybox", "sleep", "1000"]));
+    let id = id.trim();
+    assert!(engine.root().join("snapshots").join(id).exists());
+    ok(&engine.run(&["rm", "-f", id]));
+    assert!(!engine.root().join("snapshots").join(id).exists());
+    assert!(!engine.root().join("containers").join(id).exists());
+    assert!(!engine.runtime_root().join(id).exists());
+    let sockets = engine.runtime_root().join("sockets");
+    assert!(
+        sockets.read_dir().map_or(true, |mut d| d.next().is_none()),
+        "a socket is left"
+    );
+    for tree in std::fs::read_dir("/sys/fs/cgroup").expect("cgroupfs").flatten() {
+        assert!(
+            !tree.path().join("keel").join(id).exists(),
+            "cgroup left in {}",
+            tree.path().display()
+        );
+    }
+    // Nor does a run with --rm whose command fails.
+    let output = engine.run(&["run", "--rm", "busybox", "sh", "-c", "exit 9"]);
+    assert_eq!(output.status.code(), Some(9));
+    assert!(std::fs::read_dir(engine.root().join("containers"))
+        .expect("dir")
+        .next()
+        .is_none());
+}
+
+#[test]
+fn restart_rename_events_stats_and_prune() {
+    if !needs_root() {
+        return;
+    }
+    let engine = Engine::start();
+    ok(&engine.run(&[
+        "run",
+        "-d",
+        "--name",
+        "x1",
+        "-m",
+        "64m",
+        "--pids-limit",
+        "10",
+        "busybox",
+        "sleep",
+        "1000",
+    ]));
+    ok(&engine.run(&["rename", "x1", "x1renamed"]));
+    ok(&engine.run(&["restart", "-t", "0", "x1renamed"]));
+    let state = ok(&engine.run(&["inspect", "-f", "{{.State.Status}} {{.RestartCount}}", "x1renamed"]));
+    assert_eq!(state.trim(), "running 1");
+    let stats = ok(&engine.run(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.PIDs}} {{.MemUsage}}",
+        "x1renamed",
+    ]));
+    assert!(
+        stats.starts_with("x1renamed 1 ") && stats.trim().ends_with("/ 64MiB"),
+        "{stats}"
+    );
+    ok(&engine.run(&["kill", "-s", "KILL", "x1renamed"]));
+    ok(&engine.run(&["wait", "x1renamed"]));
+    let events = ok(&engine.run(&[
+        "events",
+        "--since",
+        "30m",
+        "--until",
+        "0s",
+        "--filter",
+        "type=container",
+        "--format",
+        "{{.Action}}",
+    ]));
+    let actions: Vec<&str> = events.lines().collect();
+    for expected in ["create", "start", "rename", "restart", "die"] {
+        assert!(actions.contains(&expected), "{expected} missing from {actions:?}");
+    }
+    let pruned = ok(&engine.run(&["container", "prune", "-f"]));
+    assert!(pruned.contains("Deleted Containers"), "{pruned}");
+    assert!(ok(&engine.run(&["ps", "-aq"])).is_empty());
+}

@@ -208,8 +208,10 @@ fn run(args: &MonitorArgs, control: &mut impl Write) -> Result<(), MonitorError>
     };
     let bytes = serde_json::to_vec(&exit).map_err(|e| io("encoding exit.json")(e.into()))?;
     write_atomically(&dir.exit(), &bytes).map_err(|e| io("writing exit.json")(std::io::Error::other(e)))?;
-    shared.exited(exit);
+    // Gone from the file system before anyone hears of the exit: an engine that then removes
+    // the container finds nothing of the monitor left. Connected clients keep their sockets.
     let _ = std::fs::remove_file(&socket);
+    shared.exited(exit);
     Ok(())
 }
 
