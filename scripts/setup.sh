@@ -40,6 +40,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# docker-py, the Python SDK, is a second real client of the engine (PyPI `docker`).
+if ! python3 -c 'import docker' 2>/dev/null; then
+  echo "installing docker-py (pip install docker)"
+  python3 -m pip install --quiet --disable-pip-version-check docker
+fi
+
 if ! command -v cargo >/dev/null; then
   echo "cargo is missing: install Rust (https://rustup.rs) and run this again" >&2
   exit 1

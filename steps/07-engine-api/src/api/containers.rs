@@ -110,7 +110,7 @@ pub async fn create(state: State, query: Query, body: Result<Bytes, BytesRejecti
         path: made.path,
         args: made.args,
         config,
-        host_config: raw.get("HostConfig").cloned().unwrap_or_else(|| json!({})),
+        host_config: host_config_with_defaults(raw.get("HostConfig")),
         state: RecordState::default(),
         restart_count: 0,
     };
@@ -123,6 +123,19 @@ pub async fn create(state: State, query: Query, body: Result<Bytes, BytesRejecti
     Ok(json(StatusCode::CREATED, &json!({"Id": id, "Warnings": []})))
 }
 // ANCHOR_END: create
+
+/// The HostConfig as sent, with what the engine decided filled in: clients read these back
+/// (docker-py reads `LogConfig.Type` to know whether it can fetch logs).
+fn host_config_with_defaults(sent: Option<&Value>) -> Value {
+    let mut host_config = sent.filter(|v| v.is_object()).cloned().unwrap_or_else(|| json!({}));
+    if host_config["LogConfig"]["Type"].as_str().unwrap_or_default().is_empty() {
+        host_config["LogConfig"] = json!({"Type": "json-file", "Config": {}});
+    }
+    if host_config["NetworkMode"].as_str().unwrap_or_default().is_empty() {
+        host_config["NetworkMode"] = json!("default");
+    }
+    host_config
+}
 
 /// Undoes a create that failed half-way: nothing of it is left.
 fn discard(engine: &Engine, dir: &ContainerDir, id: &str) {
