@@ -78,4 +78,23 @@ kill "$registry_pid"; wait "$registry_pid" 2>/dev/null || true
 rm -rf "$images" "$registry_dir"
 
 echo
+echo "== step 07: the engine: the real docker CLI drives keel over the Docker Engine API"
+engine_dir=$(mktemp -d)
+$bin/step07-engine-api serve --socket "$engine_dir/keel.sock" --root "$engine_dir/root" \
+  --runtime-root "$engine_dir/run" 2>"$engine_dir/engine.log" &
+engine_pid=$!
+for _ in $(seq 100); do [ -S "$engine_dir/keel.sock" ] && break; sleep 0.1; done
+export DOCKER_HOST="unix://$engine_dir/keel.sock"
+show docker run --rm busybox sh -c 'echo "hello from keel, pid $$ in $(hostname)"'
+show docker run -d --name demo busybox sh -c 'for i in 1 2 3; do echo tick $i; sleep 0.2; done; sleep 100'
+sleep 1
+show docker ps
+show docker logs demo
+show docker exec demo ps
+show docker rm -f demo
+unset DOCKER_HOST
+kill "$engine_pid"; wait "$engine_pid" 2>/dev/null || true
+rm -rf "$engine_dir"
+
+echo
 echo "Demo done. Read the book (mdbook serve book) for what each step does and why."

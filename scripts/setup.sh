@@ -22,6 +22,8 @@ command -v file >/dev/null || missing+=(file)
 # Real peers for the image tests: a registry server, skopeo to push to it, htpasswd and
 # openssl for its basic auth and TLS; umoci for the unpack benchmark.
 command -v docker-registry >/dev/null || missing+=(docker-registry)
+# The real docker CLI drives the engine (step 07) in the demo and the tests.
+command -v docker >/dev/null || missing+=(docker.io)
 command -v skopeo >/dev/null || missing+=(skopeo)
 command -v umoci >/dev/null || missing+=(umoci)
 command -v htpasswd >/dev/null || missing+=(apache2-utils)
