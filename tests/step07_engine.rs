@@ -487,3 +487,66 @@ fn restart_rename_events_stats_and_prune() {
     assert!(pruned.contains("Deleted Containers"), "{pruned}");
     assert!(ok(&engine.run(&["ps", "-aq"])).is_empty());
 }
+
+#[test]
+fn run_flags_reach_the_container() {
+    if !needs_root() {
+        return;
+    }
+    let engine = Engine::start();
+    let volume = engine.scratch("vol");
+    std::fs::create_dir_all(&volume).expect("volume dir");
+    std::fs::write(volume.join("f.txt"), "from the host\n").expect("write");
+    let bind = format!("{}:/data", volume.display());
+    let output = engine.run(&[
+        "run",
+        "--rm",
+        "-e",
+        "A=B",
+        "-w",
+        "/tmp",
+        "-u",
+        "1000:1000",
+        "--hostname",
+        "h1",
+        "-v",
+        &bind,
+        "busybox",
+        "sh",
+        "-c",
+        "echo $A; pwd; id -u; hostname; cat /data/f.txt; cat /etc/hostname",
+    ]);
+    assert_eq!(
+        text(&output.stdout),
+        "B\n/tmp\n1000\nh1\nfrom the host\nh1\n",
+        "{output:?}"
+    );
+    let entry = ok(&engine.run(&["run", "--rm", "--entrypoint", "echo", "busybox", "via", "entrypoint"]));
+    assert_eq!(entry, "via entrypoint\n");
+    let read_only = engine.run(&["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
+    assert!(!read_only.status.success(), "{read_only:?}");
+    assert!(
+        text(&read_only.stderr).contains("Read-only file system"),
+        "{read_only:?}"
+    );
+    let none = ok(&engine.run(&["run", "--rm", "--network", "none", "busybox", "ls", "/sys/class/net"]));
+    assert_eq!(none.split_whitespace().collect::<Vec<_>>(), ["lo"]);
+    let host_links = std::fs::read_dir("/sys/class/net").expect("host links").count();
+    let host = ok(&engine.run(&["run", "--rm", "--network", "host", "busybox", "ls", "/sys/class/net"]));
+    assert_eq!(host.split_whitespace().count(), host_links, "{host}");
+}
+
+#[test]
+fn logs_follow_until_the_container_ends() {
+    if !needs_root() {
+        return;
+    }
+    let engine = Engine::start();
+    let script = "for i in 1 2 3 4 5; do echo line $i; sleep 0.2; done";
+    ok(&engine.run(&["run", "-d", "--name", "follow", "busybox", "sh", "-c", script]));
+    // -f returns by itself once the container has ended, with every line.
+    let followed = ok(&engine.run(&["logs", "-f", "follow"]));
+    assert_eq!(followed, "line 1\nline 2\nline 3\nline 4\nline 5\n");
+    let since_future = ok(&engine.run(&["logs", "--since", "2099-01-01T00:00:00Z", "follow"]));
+    assert!(since_future.is_empty(), "{since_future}");
+}
