@@ -59,6 +59,8 @@ pub struct HostConfig {
     pub network_mode: String,
     pub readonly_rootfs: bool,
     pub cgroup_parent: String,
+    pub port_bindings: Option<serde_json::Map<String, Value>>,
+    pub publish_all_ports: bool,
 }
 
 /// `Cmd`/`Entrypoint`: a list, or (old clients) one string, or null.
@@ -87,6 +89,19 @@ pub fn command_line(
     hostname: &str,
 ) -> Result<Vec<String>, BundleError> {
     let host = &body.host_config;
+    let publishes = host.publish_all_ports || host.port_bindings.as_ref().is_some_and(|p| !p.is_empty());
+    if publishes {
+        // Refused rather than ignored: a port that silently does not answer is worse.
+        return Err(BundleError::BadRequest(
+            "publishing ports (-p/-P) needs a bridge network, which keel's engine does not have yet: use --network host".into(),
+        ));
+    }
+    if !["bridge", "default", "none", "host", ""].contains(&host.network_mode.as_str()) {
+        return Err(BundleError::BadRequest(format!(
+            "network {:?}: keel's engine knows none, host and the default (a network namespace with only lo)",
+            host.network_mode
+        )));
+    }
     let mut argv: Vec<String> = vec!["--root".into(), root.display().to_string(), "--name".into(), id.into()];
     argv.extend(["--hostname".into(), hostname.into()]);
     for variable in body.env.iter().flatten() {
