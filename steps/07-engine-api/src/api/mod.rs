@@ -1,6 +1,7 @@
 //! The Docker Engine API, the subset the docker CLI and docker-py use (see the OpenAPI
 //! document in `openapi.yaml`). Every path answers with or without the `/v1.NN` prefix.
 
+pub mod archive;
 pub mod attach;
 pub mod containers;
 pub mod error;
@@ -45,6 +46,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/containers/{id}/attach", post(attach::attach))
         .route("/containers/{id}/resize", post(attach::resize))
         .route("/containers/{id}/logs", get(logs::logs))
+        .route("/containers/{id}/archive", get(archive::get).head(archive::head).put(archive::put))
         .route("/containers/{id}/exec", post(exec::create))
         .route("/exec/{id}/start", post(exec::start))
         .route("/exec/{id}/resize", post(exec::resize))
