@@ -128,9 +128,16 @@ impl Engine {
 
     pub fn all(&self) -> Vec<Arc<Container>> {
         let containers = self.containers.lock().unwrap_or_else(|e| e.into_inner());
-        let mut all: Vec<_> = containers.values().cloned().collect();
-        all.sort_by_key(|c| std::cmp::Reverse(c.record().created));
-        all
+        // Newest first, as `docker ps`; each record is read once, not once per comparison.
+        let mut all: Vec<_> = containers
+            .values()
+            .map(|c| {
+                let created = c.record.lock().map(|r| r.created.clone()).unwrap_or_default();
+                (created, Arc::clone(c))
+            })
+            .collect();
+        all.sort_by(|a, b| b.0.cmp(&a.0));
+        all.into_iter().map(|(_, c)| c).collect()
     }
 
     /// By full id, name (with or without docker's `/`), or a unique id prefix.
