@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod attach;
+mod body;
 pub mod containers;
 pub mod error;
 pub mod exec;

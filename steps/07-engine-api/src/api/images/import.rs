@@ -6,9 +6,10 @@ use serde_json::json;
 use std::io::Read;
 use std::sync::Arc;
 
+use super::super::body::body_reader;
 use super::super::error::{ApiError, ApiResult};
 use super::progress::{messages, status};
-use super::transfer::{body_reader, discard};
+use super::transfer::discard;
 use super::{exclusive, image_event, Params};
 use crate::engine::Engine;
 use step06_images::digest::{Digest, Hashing};

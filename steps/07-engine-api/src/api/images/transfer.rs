@@ -1,4 +1,4 @@
-//! Tars in and out: the request body as a reader, the response as a writer; save and load.
+//! Tars in and out: the response as a writer; save and load.
 
 use axum::body::Body;
 use axum::extract::Query;
@@ -6,64 +6,16 @@ use axum::http::{header, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
+use super::super::body::body_reader;
 use super::super::error::{ApiError, ApiResult};
 use super::super::State;
 use super::progress::{encode, messages, JsonMessage};
 use super::{exclusive, image_event, resolve, Params};
 use step06_images::store::{Store, StoreError};
-
-/// The request body as a blocking reader: chunks come through a small channel, so an
-/// upload is never held in memory whole. A body that breaks off is an error, not an end.
-pub(super) struct BodyReader {
-    chunks: mpsc::Receiver<std::io::Result<Bytes>>,
-    current: Bytes,
-}
-
-pub(super) fn body_reader(body: Body) -> BodyReader {
-    let (sender, chunks) = mpsc::channel(16);
-    tokio::spawn(async move {
-        let mut stream = body.into_data_stream();
-        let mut wanted = true;
-        while let Some(chunk) = stream.next().await {
-            // Once the reader has given up (a bad tar), the rest is read and dropped, so
-            // that the client finishes sending and reads the answer.
-            if !wanted {
-                continue;
-            }
-            let broken = chunk.is_err();
-            let chunk = chunk.map_err(|e| std::io::Error::other(format!("reading the request body: {e}")));
-            if sender.send(chunk).await.is_err() {
-                wanted = false;
-            }
-            if broken {
-                break;
-            }
-        }
-    });
-    BodyReader {
-        chunks,
-        current: Bytes::new(),
-    }
-}
-
-impl Read for BodyReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.current.is_empty() {
-            match self.chunks.blocking_recv() {
-                Some(Ok(chunk)) => self.current = chunk,
-                Some(Err(error)) => return Err(error),
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
-    }
-}
 
 /// What the save task sends: ready (every name resolved), tar bytes, or a failure.
 enum Chunk {
