@@ -205,9 +205,9 @@ fn errors_map_to_dockers_exit_codes() {
         text(&bad_name.stderr).contains("Invalid container name (x)"),
         "{bad_name:?}"
     );
-    let publish = engine.run(&["run", "--rm", "-p", "8080:80", "busybox", "true"]);
-    assert_eq!(publish.status.code(), Some(125), "{publish:?}");
-    assert!(text(&publish.stderr).contains("publishing ports"), "{publish:?}");
+    let network = engine.run(&["run", "--rm", "--network", "nosuchnet", "busybox", "true"]);
+    assert_eq!(network.status.code(), Some(125), "{network:?}");
+    assert!(text(&network.stderr).contains("network nosuchnet not found"), "{network:?}");
     ok(&engine.run(&["create", "--name", "taken", "busybox", "true"]));
     let duplicate = engine.run(&["create", "--name", "taken", "busybox", "true"]);
     assert!(!duplicate.status.success(), "{duplicate:?}");

@@ -11,7 +11,13 @@ use crate::binary;
 pub struct Engine {
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// The default network's bridge and subnet, the test's own: engines of tests that run
+    /// at the same time must not share addresses.
+    pub bridge: String,
+    pub subnet: String,
 }
+
+static ENGINES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl Engine {
     pub fn start() -> Self {
@@ -20,7 +26,13 @@ impl Engine {
             .tempdir()
             .expect("temp dir");
         std::fs::create_dir_all(dir.path().join("docker-config")).expect("docker config dir");
-        let mut engine = Self { dir, child: None };
+        let n = ENGINES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut engine = Self {
+            dir,
+            child: None,
+            bridge: format!("kt{}x{n}", std::process::id() % 100_000),
+            subnet: format!("172.30.{}.0/24", (std::process::id() + n) % 250),
+        };
         engine.spawn();
         engine
     }
@@ -56,6 +68,10 @@ impl Engine {
             .arg(self.root())
             .arg("--runtime-root")
             .arg(self.runtime_root())
+            .arg("--bridge")
+            .arg(&self.bridge)
+            .arg("--bridge-subnet")
+            .arg(&self.subnet)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -140,7 +156,11 @@ impl Drop for Engine {
                 let _ = self.run(&["rm", "-f", id]);
             }
         }
+        if self.child.is_some() {
+            let _ = self.run(&["network", "prune", "-f"]);
+        }
         self.stop();
+        remove_bridge(&self.bridge);
         // Snapshots' work dirs hold d--------- entries overlayfs made: remove_dir_all copes.
         let _ = std::fs::remove_dir_all(self.dir.path());
     }
@@ -152,4 +172,27 @@ pub fn lines(output: &Output) -> Vec<String> {
         .lines()
         .map(str::to_owned)
         .collect()
+}
+
+/// The bridge an engine made, and keel's rules that name it (an engine leaves its default
+/// bridge in place when it stops, as dockerd leaves docker0).
+pub fn remove_bridge(bridge: &str) {
+    let _ = Command::new("ip").args(["link", "del", bridge]).status();
+    for (table, chain) in [("filter", "KEEL-FORWARD"), ("nat", "KEEL-POSTROUTING")] {
+        let rules = Command::new("iptables")
+            .args(["-w", "5", "-t", table, "-S", chain])
+            .output();
+        let rules = rules
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        for rule in rules.lines().filter(|r| r.split_whitespace().any(|w| w == bridge)) {
+            let mut args = vec!["-w", "5", "-t", table];
+            let words: Vec<&str> = rule.split_whitespace().collect();
+            if words.first() == Some(&"-A") {
+                args.push("-D");
+                args.extend(&words[1..]);
+                let _ = Command::new("iptables").args(&args).status();
+            }
+        }
+    }
 }

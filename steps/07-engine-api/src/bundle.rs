@@ -59,8 +59,6 @@ pub struct HostConfig {
     pub network_mode: String,
     pub readonly_rootfs: bool,
     pub cgroup_parent: String,
-    pub port_bindings: Option<serde_json::Map<String, Value>>,
-    pub publish_all_ports: bool,
 }
 
 /// `Cmd`/`Entrypoint`: a list, or (old clients) one string, or null.
@@ -80,6 +78,7 @@ pub struct Made {
     pub args: Vec<String>,
 }
 
+// ANCHOR: command_line
 /// Step 06's `run` arguments for `body`, as a workshop participant would type them.
 pub fn command_line(
     body: &CreateBody,
@@ -89,19 +88,6 @@ pub fn command_line(
     hostname: &str,
 ) -> Result<Vec<String>, BundleError> {
     let host = &body.host_config;
-    let publishes = host.publish_all_ports || host.port_bindings.as_ref().is_some_and(|p| !p.is_empty());
-    if publishes {
-        // Refused rather than ignored: a port that silently does not answer is worse.
-        return Err(BundleError::BadRequest(
-            "publishing ports (-p/-P) needs a bridge network, which keel's engine does not have yet: use --network host".into(),
-        ));
-    }
-    if !["bridge", "default", "none", "host", ""].contains(&host.network_mode.as_str()) {
-        return Err(BundleError::BadRequest(format!(
-            "network {:?}: keel's engine knows none, host and the default (a network namespace with only lo)",
-            host.network_mode
-        )));
-    }
     let mut argv: Vec<String> = vec!["--root".into(), root.display().to_string(), "--name".into(), id.into()];
     argv.extend(["--hostname".into(), hostname.into()]);
     for variable in body.env.iter().flatten() {
@@ -147,6 +133,7 @@ pub fn command_line(
     }
     Ok(argv)
 }
+// ANCHOR_END: command_line
 
 fn numeric_user(user: &str) -> Result<String, BundleError> {
     if user == "root" {
@@ -185,6 +172,7 @@ fn bind_volume(bind: &str) -> Result<String, BundleError> {
     Ok(parts.join(":"))
 }
 
+// ANCHOR: spec_from_command_line
 /// Parses `argv` with step 06's own `run` flags and makes the spec.
 pub fn spec_from_command_line(argv: &[String]) -> Result<Spec, BundleError> {
     let command = step06_images::RunArgs::augment_args(clap::Command::new("run").no_binary_name(true));
@@ -204,6 +192,7 @@ pub fn spec_from_command_line(argv: &[String]) -> Result<Spec, BundleError> {
         }
     })
 }
+// ANCHOR_END: spec_from_command_line
 
 /// The whole create: spec from the chain, then what docker adds, written as the bundle.
 pub fn make(body: &CreateBody, id: &str, root: &Path, dir: &ContainerDir, hostname: &str) -> Result<Made, BundleError> {

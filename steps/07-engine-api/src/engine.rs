@@ -9,6 +9,8 @@ use tokio::sync::{oneshot, watch};
 
 use crate::events::Events;
 use crate::monitor_client;
+use crate::network::command::NetError;
+use crate::network::Attachment;
 use crate::record::{now_rfc3339, ContainerDir, Record, RecordError, Status};
 use crate::runtime_cli::Runtime;
 use step06_images::step05_overlay;
@@ -81,6 +83,7 @@ pub struct Engine {
     pub execs: crate::api::exec::Execs,
     /// One image change (pull, load, tag, rmi...) at a time.
     pub images: tokio::sync::Mutex<()>,
+    pub networks: crate::network::Networks,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +100,12 @@ impl Engine {
     }
 
     /// Loads every container record under `root`.
-    pub fn load(root: PathBuf, runtime: Runtime, monitor: PathBuf) -> anyhow::Result<Arc<Self>> {
+    pub fn load(
+        root: PathBuf,
+        runtime: Runtime,
+        monitor: PathBuf,
+        networks: crate::network::Networks,
+    ) -> anyhow::Result<Arc<Self>> {
         let dir = Self::containers_dir(&root);
         std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
         let mut containers = HashMap::new();
@@ -123,6 +131,7 @@ impl Engine {
             events: Events::default(),
             execs: Default::default(),
             images: tokio::sync::Mutex::new(()),
+            networks,
         }))
     }
 
@@ -229,6 +238,7 @@ impl Engine {
                 )
             }
         };
+        self.disconnect(container).await;
         let saved = container.update(|record| {
             record.state.status = Status::Exited;
             record.state.pid = 0;
@@ -260,6 +270,7 @@ impl Engine {
     pub async fn remove(&self, container: &Arc<Container>) -> anyhow::Result<()> {
         let log = self.runtime_log(container);
         let _ = self.runtime.call(&log, &["delete", "--force", &container.id]).await;
+        self.disconnect(container).await;
         let snapshots = step05_overlay::store::Store::new(&self.root);
         match snapshots.remove(&container.id) {
             Ok(()) | Err(step05_overlay::store::StoreError::NotFound(_)) => {}
@@ -280,6 +291,23 @@ impl Engine {
     /// After a restart: containers whose monitor still runs are followed again; the others
     /// ended while the engine was away.
     pub async fn reconcile(self: &Arc<Self>) {
+        if let Err(error) = self.networks.setup().await {
+            tracing::error!("setting up the networks: {error}");
+        }
+        // Published ports are rebuilt from the records: no rule twice, none for the dead.
+        let _ = crate::network::command::iptables(&["-t", "nat", "-F", crate::network::ports::NAT_CHAIN]).await;
+        for container in self.all() {
+            let record = container.record();
+            if let (true, Some(attachment)) = (record.running(), &record.network) {
+                for port in &attachment.ports {
+                    if let Err(error) =
+                        crate::network::ports::publish(&container.id, &attachment.address.to_string(), port).await
+                    {
+                        tracing::error!("publishing a port of {}: {error}", container.id);
+                    }
+                }
+            }
+        }
         for container in self.all() {
             if !container.record().running() {
                 continue;
@@ -291,6 +319,110 @@ impl Engine {
                 self.watch(container);
             } else {
                 self.exited(&container).await;
+            }
+        }
+    }
+
+    /// Networking for a container whose first process is `pid`, before it starts.
+    pub async fn connect(
+        &self,
+        container: &Container,
+        pid: i32,
+    ) -> Result<Option<Attachment>, crate::network::command::NetError> {
+        use crate::network::{attach, loopback_only, ports, Mode};
+        let record = container.record();
+        let mode = Mode::of(record.host_config["NetworkMode"].as_str().unwrap_or_default());
+        let name = match mode {
+            Mode::None => return loopback_only(pid).await.map(|()| None),
+            Mode::Host | Mode::Container(_) => return Ok(None),
+            Mode::Bridge(name) => name,
+        };
+        let network = self
+            .networks
+            .find(&name)
+            .ok_or_else(|| NetError::Invalid(format!("network {name} not found")))?;
+        let attachment = {
+            let _allocating = self.networks.allocation.lock().await;
+            let used: Vec<_> = self
+                .all()
+                .iter()
+                .filter_map(|c| {
+                    c.record()
+                        .network
+                        .filter(|a| a.network == network.name)
+                        .map(|a| a.address)
+                })
+                .collect();
+            let address = network
+                .subnet
+                .allocate(&used)
+                .ok_or_else(|| NetError::Invalid(format!("network {name} has no free address left")))?;
+            let mut published = ports::requested(&record.config, &record.host_config)?;
+            for port in &mut published {
+                if port.host_port == 0 {
+                    port.host_port = ports::pick_free(&port.proto)
+                        .ok_or_else(|| NetError::Invalid("no free port on the host".into()))?;
+                }
+            }
+            let attachment = Attachment {
+                network: network.name.clone(),
+                address,
+                gateway: network.subnet.gateway(),
+                prefix: network.subnet.prefix,
+                ports: published,
+            };
+            // Recorded first: a crash half-way is undone by the next disconnect or reconcile.
+            let _ = container.update(|r| r.network = Some(attachment.clone()));
+            attach(&container.id, pid, &network, address).await?;
+            for port in &attachment.ports {
+                ports::publish(&container.id, &address.to_string(), port).await?;
+            }
+            attachment
+        };
+        self.refresh_hosts(&network.name).await;
+        Ok(Some(attachment))
+    }
+
+    /// Undoes `connect`: port rules, the veth if it outlived the namespace, the address.
+    pub async fn disconnect(&self, container: &Container) {
+        let Some(attachment) = container.record().network else {
+            return;
+        };
+        if let Err(error) = crate::network::ports::unpublish(&container.id).await {
+            tracing::error!("removing the port rules of {}: {error}", container.id);
+        }
+        crate::network::detach(&container.id).await;
+        let _ = container.update(|r| r.network = None);
+        self.refresh_hosts(&attachment.network).await;
+    }
+
+    /// Rewrites `/etc/hosts` of every container on `network`, each listing the others.
+    pub async fn refresh_hosts(&self, network: &str) {
+        use crate::network::hosts::{render, Entry};
+        let _allocating = self.networks.allocation.lock().await;
+        let members: Vec<_> = self
+            .all()
+            .into_iter()
+            .filter_map(|c| {
+                let record = c.record();
+                let attachment = record.network.clone().filter(|a| a.network == network)?;
+                Some((c, record, attachment))
+            })
+            .collect();
+        for (container, record, attachment) in &members {
+            let peers: Vec<Entry> = members
+                .iter()
+                .filter(|(other, _, _)| other.id != container.id)
+                .map(|(other, other_record, other_attachment)| Entry {
+                    address: other_attachment.address,
+                    names: vec![other_record.name.clone(), other.id[..12].to_owned()],
+                })
+                .collect();
+            let hostname = record.config["Hostname"].as_str().unwrap_or(&record.id[..12]);
+            let text = render(hostname, Some(attachment.address), &peers);
+            // In place: the file is bind-mounted into the container by inode.
+            if let Err(error) = std::fs::write(container.dir.hosts(), text) {
+                tracing::warn!("writing the hosts file of {}: {error}", container.id);
             }
         }
     }

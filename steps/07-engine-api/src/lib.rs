@@ -15,6 +15,7 @@ pub mod ids;
 pub mod logs;
 pub mod monitor;
 pub mod monitor_client;
+pub mod network;
 pub mod record;
 pub mod runtime_cli;
 pub mod serve;

@@ -82,6 +82,9 @@ pub struct Record {
     pub host_config: serde_json::Value,
     pub state: State,
     pub restart_count: u64,
+    /// Its place on a bridge network while it runs.
+    #[serde(default)]
+    pub network: Option<crate::network::Attachment>,
 }
 
 impl Record {
@@ -174,6 +177,7 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Recor
     })
 }
 
+// ANCHOR: write_atomically
 /// Temp file, fsync, rename, fsync of the directory: the new content or the old, whole.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RecordError> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -188,6 +192,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RecordError> {
     }
     Ok(())
 }
+// ANCHOR_END: write_atomically
 
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
@@ -213,6 +218,7 @@ mod tests {
             host_config: serde_json::json!({"AutoRemove": false}),
             state: State::default(),
             restart_count: 0,
+            network: None,
         };
         container.save(&record).expect("save");
         // A crash mid-write leaves only a temp file beside the record: the record is intact.

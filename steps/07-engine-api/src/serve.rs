@@ -24,6 +24,12 @@ pub struct ServeArgs {
     /// The OCI runtime binary (step 04's, or any with runc's command line and overlay root mounts)
     #[arg(long, value_name = "PATH")]
     pub runtime: Option<PathBuf>,
+    /// The default network's bridge on the host (never docker's docker0)
+    #[arg(long, value_name = "NAME", default_value = "keel0")]
+    pub bridge: String,
+    /// The default network's subnet; the bridge takes its first address
+    #[arg(long, value_name = "CIDR", default_value = "172.31.0.0/16")]
+    pub bridge_subnet: crate::network::ipam::Subnet,
     /// Do not put the embedded busybox image in an empty store
     #[arg(long)]
     pub no_busybox: bool,
@@ -48,7 +54,13 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     if !args.no_busybox {
         embed_busybox(&args.root)?;
     }
-    let engine = Engine::load(args.root.clone(), runtime, monitor)?;
+    anyhow::ensure!(
+        !args.bridge.is_empty() && args.bridge.len() <= 15 && args.bridge != "docker0",
+        "--bridge {:?}: a bridge name has 1 to 15 characters (and keel does not take docker0)",
+        args.bridge
+    );
+    let networks = crate::network::Networks::load(&args.root, &args.bridge, args.bridge_subnet)?;
+    let engine = Engine::load(args.root.clone(), runtime, monitor, networks)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -54,6 +54,7 @@ pub async fn create(state: State, query: Query, body: Result<Bytes, BytesRejecti
     if let Some(name) = &given_name {
         check_name(&engine, name)?;
     }
+    check_network(&engine, &raw)?;
     let id = ids::new_id();
     let dir = ContainerDir(Engine::containers_dir(&engine.root).join(&id));
     std::fs::create_dir_all(&dir.0).map_err(ApiError::internal)?;
@@ -113,6 +114,7 @@ pub async fn create(state: State, query: Query, body: Result<Bytes, BytesRejecti
         host_config: host_config_with_defaults(raw.get("HostConfig")),
         state: RecordState::default(),
         restart_count: 0,
+        network: None,
     };
     if let Err(error) = dir.save(&record) {
         discard(&engine, &dir, &id);
@@ -135,6 +137,50 @@ fn host_config_with_defaults(sent: Option<&Value>) -> Value {
         host_config["NetworkMode"] = json!("default");
     }
     host_config
+}
+
+/// The network exists and the published ports are free: refused at create, as docker's
+/// conflicts are, before anything is made.
+fn check_network(engine: &Engine, raw: &Value) -> ApiResult<()> {
+    use crate::network::{ports, Mode};
+    let host_config = &raw["HostConfig"];
+    match Mode::of(host_config["NetworkMode"].as_str().unwrap_or_default()) {
+        Mode::Bridge(name) if engine.networks.find(&name).is_none() => {
+            // 400, not 404: a 404 on create makes the CLI try to pull the image.
+            return Err(ApiError::bad_request(format!("network {name} not found")));
+        }
+        Mode::Container(name) => {
+            engine.find(&name)?;
+        }
+        _ => {}
+    }
+    let wanted = ports::requested(raw, host_config).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    for port in wanted.iter().filter(|p| p.host_port != 0) {
+        let taken_by_container = engine.all().iter().any(|other| {
+            let record = other.record();
+            ports::requested(&record.config, &record.host_config)
+                .unwrap_or_default()
+                .iter()
+                .chain(record.network.iter().flat_map(|a| a.ports.iter()))
+                .any(|p| {
+                    p.host_port == port.host_port
+                        && p.proto == port.proto
+                        && (p.host_ip.is_empty() || port.host_ip.is_empty() || p.host_ip == port.host_ip)
+                })
+        });
+        if taken_by_container || ports::in_use_on_host(port) {
+            let address = if port.host_ip.is_empty() {
+                "0.0.0.0"
+            } else {
+                &port.host_ip
+            };
+            return Err(ApiError::conflict(format!(
+                "Bind for {address}:{} failed: port is already allocated",
+                port.host_port
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Undoes a create that failed half-way: nothing of it is left.
@@ -215,14 +261,67 @@ fn summary(record: &Record) -> Value {
         "ImageID": record.image_id,
         "Command": command_text(record),
         "Created": unix_seconds(&record.created),
-        "Ports": [],
+        "Ports": ports_list(record),
         "Labels": record.config.get("Labels").filter(|l| l.is_object()).cloned().unwrap_or_else(|| json!({})),
         "State": record.state.status.as_str(),
         "Status": status_text(record),
         "HostConfig": {"NetworkMode": network_mode(record)},
-        "NetworkSettings": {"Networks": {}},
+        "NetworkSettings": {"Networks": networks_of(record)},
         "Mounts": mounts(record),
     })
+}
+
+/// `docker ps`'s PORTS column: `127.0.0.1:8081->80/tcp`.
+fn ports_list(record: &Record) -> Vec<Value> {
+    record
+        .network
+        .iter()
+        .flat_map(|a| a.ports.iter())
+        .map(|p| {
+            let ip = if p.host_ip.is_empty() {
+                "0.0.0.0"
+            } else {
+                p.host_ip.as_str()
+            };
+            json!({"IP": ip, "PrivatePort": p.container_port, "PublicPort": p.host_port, "Type": p.proto})
+        })
+        .collect()
+}
+
+fn networks_of(record: &Record) -> Value {
+    let mut networks = serde_json::Map::new();
+    if let Some(a) = &record.network {
+        networks.insert(
+            a.network.clone(),
+            json!({"IPAddress": a.address.to_string(), "Gateway": a.gateway.to_string(),
+                   "IPPrefixLen": a.prefix, "MacAddress": ""}),
+        );
+    }
+    Value::Object(networks)
+}
+
+/// `docker port`, `inspect`'s IP address.
+fn network_settings(record: &Record) -> Value {
+    let mut ports = serde_json::Map::new();
+    for p in record.network.iter().flat_map(|a| a.ports.iter()) {
+        let key = format!("{}/{}", p.container_port, p.proto);
+        let ip = if p.host_ip.is_empty() {
+            "0.0.0.0"
+        } else {
+            p.host_ip.as_str()
+        };
+        let entry = ports.entry(key).or_insert_with(|| json!([]));
+        if let Some(list) = entry.as_array_mut() {
+            list.push(json!({"HostIp": ip, "HostPort": p.host_port.to_string()}));
+        }
+    }
+    let (address, gateway, prefix) = record
+        .network
+        .as_ref()
+        .map(|a| (a.address.to_string(), a.gateway.to_string(), a.prefix))
+        .unwrap_or_default();
+    json!({"Ports": ports, "IPAddress": address, "Gateway": gateway, "IPPrefixLen": prefix,
+           "MacAddress": "", "Networks": networks_of(record)})
 }
 
 fn mounts(record: &Record) -> Vec<Value> {
@@ -328,7 +427,7 @@ pub fn details(engine: &Engine, container: &Container) -> Value {
             "WorkDir": engine.root.join("snapshots").join(&record.id).join("work")}},
         "Mounts": mounts(&record),
         "Config": record.config,
-        "NetworkSettings": {"Ports": {}, "IPAddress": "", "Gateway": "", "MacAddress": "", "Networks": {}},
+        "NetworkSettings": network_settings(&record),
     })
 }
 

@@ -41,6 +41,7 @@ pub async fn start_locked(engine: &Arc<Engine>, container: &Arc<Container>) -> A
             Some((rows, cols))
         }),
     };
+    join_network_of_another(engine, container)?;
     let created = monitor_client::create(
         &engine.monitor,
         &engine.runtime,
@@ -53,8 +54,14 @@ pub async fn start_locked(engine: &Arc<Engine>, container: &Arc<Container>) -> A
         Ok(created) => created,
         Err(error) => return Err(start_failed(engine, container, error).await),
     };
-    hand_over_attaches(container).await;
     let pid = created.pid;
+    if let Err(error) = engine.connect(container, pid).await {
+        created.abandon().await;
+        engine.disconnect(container).await;
+        let error = MonitorClientError::Failed(format!("connecting the container to its network: {error}"));
+        return Err(start_failed(engine, container, error).await);
+    }
+    hand_over_attaches(container).await;
     if let Err(error) = created.start().await {
         return Err(start_failed(engine, container, error).await);
     }
@@ -116,6 +123,33 @@ pub fn failure_exit_code(message: &str) -> i64 {
     } else {
         128
     }
+}
+
+/// `--network container:NAME`: the bundle names that container's network namespace, by its
+/// first process, which may have changed since create.
+fn join_network_of_another(engine: &Engine, container: &Container) -> ApiResult<()> {
+    let record = container.record();
+    let mode = crate::network::Mode::of(record.host_config["NetworkMode"].as_str().unwrap_or_default());
+    let crate::network::Mode::Container(name) = mode else {
+        return Ok(());
+    };
+    let other = engine.find(&name)?;
+    let other = other.record();
+    if !other.running() {
+        return Err(ApiError::conflict(format!(
+            "cannot join network of a non running container: {name}"
+        )));
+    }
+    let path = container.dir.bundle().join("config.json");
+    let mut spec: serde_json::Value = crate::record::read_json(&path).map_err(ApiError::internal)?;
+    let namespaces = spec["linux"]["namespaces"].as_array_mut();
+    let Some(namespaces) = namespaces else {
+        return Err(ApiError::internal("the bundle has no namespaces"));
+    };
+    namespaces.retain(|n| n["type"] != "network");
+    namespaces.push(serde_json::json!({"type": "network", "path": format!("/proc/{}/ns/net", other.state.pid)}));
+    let bytes = serde_json::to_vec_pretty(&spec).map_err(ApiError::internal)?;
+    crate::record::write_atomically(&path, &bytes).map_err(ApiError::internal)
 }
 
 /// Gives each waiting attach the monitor, and waits (briefly) until each is connected.

@@ -11,6 +11,7 @@ pub mod hijack;
 pub mod images;
 pub mod lifecycle;
 pub mod logs;
+pub mod networks;
 pub mod query;
 pub mod system;
 pub mod version;
@@ -53,7 +54,10 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/exec/{id}/resize", post(exec::resize))
         .route("/exec/{id}/json", get(exec::inspect))
         .merge(images::routes())
-        .route("/networks/{id}", get(system::not_found))
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/prune", post(networks::prune))
+        .route("/networks/{id}", get(networks::inspect).delete(networks::remove))
         .route("/volumes/{id}", get(system::not_found))
         .route("/plugins/{id}/json", get(system::not_found))
         .route("/volumes", get(system::volumes))
