@@ -207,7 +207,10 @@ fn errors_map_to_dockers_exit_codes() {
     );
     let network = engine.run(&["run", "--rm", "--network", "nosuchnet", "busybox", "true"]);
     assert_eq!(network.status.code(), Some(125), "{network:?}");
-    assert!(text(&network.stderr).contains("network nosuchnet not found"), "{network:?}");
+    assert!(
+        text(&network.stderr).contains("network nosuchnet not found"),
+        "{network:?}"
+    );
     ok(&engine.run(&["create", "--name", "taken", "busybox", "true"]));
     let duplicate = engine.run(&["create", "--name", "taken", "busybox", "true"]);
     assert!(!duplicate.status.success(), "{duplicate:?}");

@@ -120,6 +120,8 @@ impl Engine {
                 Err(error) => {
                     tracing::warn!("removing {}: {error}", entry.path().display());
                     let _ = std::fs::remove_dir_all(entry.path());
+                    let id = entry.file_name().to_string_lossy().into_owned();
+                    let _ = step05_overlay::store::Store::new(&root).remove(&id);
                 }
             }
         }

@@ -14,6 +14,7 @@ pub struct Entry {
     pub time: String,
 }
 
+// ANCHOR: append
 /// Appends `bytes` written by the container on `stream` as one entry per line (a final
 /// partial line is an entry too: the container may never finish it).
 pub fn append(file: &mut impl Write, stream: &str, bytes: &[u8]) -> std::io::Result<()> {
@@ -31,6 +32,7 @@ pub fn append(file: &mut impl Write, stream: &str, bytes: &[u8]) -> std::io::Res
     // One write per chunk: a reader never sees half an entry unless the disk fills.
     file.write_all(&out)
 }
+// ANCHOR_END: append
 
 /// What `docker logs` asked for.
 #[derive(Debug, Clone, Default)]

@@ -36,6 +36,7 @@ pub struct Created {
     lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
 }
 
+// ANCHOR: spawn
 /// Starts a monitor for container `id`; returns once the runtime created the container.
 pub async fn create(
     monitor: &Path,
@@ -89,6 +90,7 @@ pub async fn create(
     let _ = child.wait().await;
     Err(failure(&line))
 }
+// ANCHOR_END: spawn
 
 fn failure(line: &str) -> MonitorClientError {
     let message = line.strip_prefix("error ").unwrap_or(line);
@@ -100,6 +102,7 @@ fn failure(line: &str) -> MonitorClientError {
 }
 
 impl Created {
+    // ANCHOR: go
     /// Lets the container run; the monitor then lets go of the engine.
     pub async fn start(mut self) -> Result<(), MonitorClientError> {
         if let Some(stdin) = self.child.stdin.as_mut() {
@@ -119,6 +122,7 @@ impl Created {
             Err(failure(&line))
         }
     }
+    // ANCHOR_END: go
 
     /// Gives up before start: the monitor deletes the container and exits.
     pub async fn abandon(mut self) {

@@ -6,6 +6,7 @@
 pub const STDOUT: u8 = 1;
 pub const STDERR: u8 = 2;
 
+// ANCHOR: frame
 /// One frame holding `payload`.
 pub fn frame(stream: u8, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + payload.len());
@@ -14,6 +15,7 @@ pub fn frame(stream: u8, payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(payload);
     out
 }
+// ANCHOR_END: frame
 
 /// Splits whole frames off the front of `buffer`; a partial frame stays for the next read.
 pub fn take_frames(buffer: &mut Vec<u8>) -> Vec<(u8, Vec<u8>)> {

@@ -16,6 +16,7 @@ use super::State;
 use crate::engine::Container;
 use crate::monitor_client;
 
+// ANCHOR: attach
 pub async fn attach(state: State, Path(id): Path<String>, query: Query, mut request: Request) -> ApiResult<Response> {
     let engine = state.0;
     let container = engine.find(&id)?;
@@ -53,6 +54,7 @@ pub async fn attach(state: State, Path(id): Path<String>, query: Query, mut requ
     engine.event(&container, "attach", &[]);
     Ok(response)
 }
+// ANCHOR_END: attach
 
 /// Client bytes → the monitor (the container's stdin); the monitor's frames → the client.
 /// The client's half-close means "no more stdin", not "gone": output keeps flowing until

@@ -48,7 +48,10 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/containers/{id}/attach", post(attach::attach))
         .route("/containers/{id}/resize", post(attach::resize))
         .route("/containers/{id}/logs", get(logs::logs))
-        .route("/containers/{id}/archive", get(archive::get).head(archive::head).put(archive::put))
+        .route(
+            "/containers/{id}/archive",
+            get(archive::get).head(archive::head).put(archive::put),
+        )
         .route("/containers/{id}/exec", post(exec::create))
         .route("/exec/{id}/start", post(exec::start))
         .route("/exec/{id}/resize", post(exec::resize))

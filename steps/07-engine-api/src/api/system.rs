@@ -15,6 +15,7 @@ use crate::events::Event;
 
 pub const ENGINE_VERSION: &str = concat!("keel-", env!("CARGO_PKG_VERSION"));
 
+// ANCHOR: ping
 /// `HEAD /_ping` (and GET): the CLI reads `Api-Version` to pick the version it speaks.
 pub async fn ping(method: Method) -> Response {
     let body = if method == Method::HEAD { "" } else { "OK" };
@@ -34,6 +35,7 @@ pub async fn ping(method: Method) -> Response {
     );
     response
 }
+// ANCHOR_END: ping
 
 fn kernel_version() -> String {
     nix::sys::utsname::uname()

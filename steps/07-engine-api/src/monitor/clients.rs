@@ -45,6 +45,7 @@ impl Shared {
         }
     }
 
+    // ANCHOR: output
     /// A chunk the container wrote: logged first (logs are complete even with no client),
     /// then sent to every attached client that wants the stream; a client that cannot take
     /// it is dropped.
@@ -66,6 +67,7 @@ impl Shared {
             });
         }
     }
+    // ANCHOR_END: output
 
     /// The container ended: waiters get their answer, attached clients their EOF.
     pub fn exited(&self, exit: ExitInfo) {
@@ -121,6 +123,7 @@ fn answer(shared: &Shared, connection: UnixStream) -> std::io::Result<()> {
     while reader.get_mut().read(&mut byte)? == 1 && byte[0] != b'\n' {
         line.push(byte[0] as char);
     }
+    // ANCHOR: requests
     let words: Vec<&str> = line.split_whitespace().collect();
     match words.as_slice() {
         ["attach", stdin, stdout, stderr] => attach(shared, connection, *stdin == "1", *stdout == "1", *stderr == "1"),
@@ -154,6 +157,7 @@ fn answer(shared: &Shared, connection: UnixStream) -> std::io::Result<()> {
             writeln!(connection, "error unknown request {line:?}")
         }
     }
+    // ANCHOR_END: requests
 }
 
 fn attach(shared: &Shared, connection: UnixStream, stdin: bool, stdout: bool, stderr: bool) -> std::io::Result<()> {

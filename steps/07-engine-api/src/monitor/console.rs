@@ -28,11 +28,13 @@ pub struct Stdio {
     ours: Ours,
 }
 
+// ANCHOR: pipe
 fn pipe() -> Result<(OwnedFd, OwnedFd), MonitorError> {
     // CLOEXEC: our ends must not leak into the runtime and from there into the container,
     // or the container's exit would never show as EOF.
     nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| io("making a pipe")(e.into()))
 }
+// ANCHOR_END: pipe
 
 impl Stdio {
     pub fn prepare(args: &MonitorArgs) -> Result<Self, MonitorError> {

@@ -109,14 +109,17 @@ fn runtime_failed(dir: &ContainerDir, what: &str) -> MonitorError {
 
 fn run(args: &MonitorArgs, control: &mut impl Write) -> Result<(), MonitorError> {
     let dir = ContainerDir(args.dir.clone());
+    // ANCHOR: session
     // Its own session: a terminal's hangup or the engine's process group never reaches it.
     let _ = nix::unistd::setsid();
     // The container's first process is the runtime's child; when the runtime exits it
     // becomes ours, so we can reap it and learn its status.
     nix::sys::prctl::set_child_subreaper(true).map_err(|e| io("becoming a subreaper")(e.into()))?;
+    // ANCHOR_END: session
 
     let _ = std::fs::remove_file(dir.exit());
     let mut stdio = console::Stdio::prepare(args)?;
+    // ANCHOR: runtime_create
     let mut create = runtime(args, &dir);
     create
         .arg("create")
@@ -140,6 +143,7 @@ fn run(args: &MonitorArgs, control: &mut impl Write) -> Result<(), MonitorError>
     if !status.success() {
         return Err(runtime_failed(&dir, "create"));
     }
+    // ANCHOR_END: runtime_create
     let ours = stdio.finish()?;
     if let (Some(master), Some(size)) = (&ours.master, &args.console_size) {
         // The first program may ask for the size before any resize arrives.
@@ -171,6 +175,7 @@ fn run(args: &MonitorArgs, control: &mut impl Write) -> Result<(), MonitorError>
     let socket = crate::record::monitor_socket(&args.runtime_root, &args.id);
     clients::serve(&shared, &socket)?;
 
+    // ANCHOR: handshake
     writeln!(control, "created {pid}").map_err(io("answering the engine"))?;
     let mut line = String::new();
     let _ = std::io::stdin().lock().read_line(&mut line);
@@ -191,7 +196,9 @@ fn run(args: &MonitorArgs, control: &mut impl Write) -> Result<(), MonitorError>
         }
     }
     detach_from_engine();
+    // ANCHOR_END: handshake
 
+    // ANCHOR: exit
     let exit_code = reap(Pid::from_raw(pid));
     // Read the OOM count before `delete` removes the cgroup.
     let oom_killed = step04_cgroups::runtime::state::StateDir::new(&args.runtime_root)
@@ -212,6 +219,7 @@ fn run(args: &MonitorArgs, control: &mut impl Write) -> Result<(), MonitorError>
     // the container finds nothing of the monitor left. Connected clients keep their sockets.
     let _ = std::fs::remove_file(&socket);
     shared.exited(exit);
+    // ANCHOR_END: exit
     Ok(())
 }
 
@@ -230,6 +238,7 @@ fn detach_from_engine() {
     }
 }
 
+// ANCHOR: reap
 /// Waits for the container's first process; reaps whatever else is reparented to us on the
 /// way. Returns docker's exit code: the status, or 128+N after signal N.
 fn reap(container: Pid) -> i64 {
@@ -248,3 +257,4 @@ fn reap(container: Pid) -> i64 {
         }
     }
 }
+// ANCHOR_END: reap
