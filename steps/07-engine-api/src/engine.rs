@@ -241,6 +241,12 @@ impl Engine {
             }
         };
         self.disconnect(container).await;
+        self.ended(container, code, oom, finished, error).await;
+    }
+
+    /// A container's end, however it came: the record, the `oom`/`die` events, the
+    /// waiters, and removal if it was run with `--rm`.
+    pub async fn ended(&self, container: &Arc<Container>, code: i64, oom: bool, finished: String, error: String) {
         let saved = container.update(|record| {
             record.state.status = Status::Exited;
             record.state.pid = 0;
@@ -263,7 +269,7 @@ impl Engine {
         });
         if container.record().auto_remove() {
             if let Err(error) = self.remove(container).await {
-                tracing::error!("removing {} (--rm): {error}", container.id);
+                tracing::error!("removing {} (--rm): {error:#}", container.id);
             }
         }
     }

@@ -94,23 +94,9 @@ async fn start_failed(engine: &Arc<Engine>, container: &Arc<Container>, error: M
     }
     let message = error.to_string();
     let code = failure_exit_code(&message);
-    let _ = container.update(|record| {
-        record.state.status = Status::Exited;
-        record.state.error = message.clone();
-        record.state.exit_code = code;
-        record.state.finished_at = Some(now_rfc3339());
-    });
-    engine.event(container, "die", &[("exitCode", code.to_string())]);
-    container.lifecycle.send_modify(|l| {
-        l.exits += 1;
-        l.running = false;
-        l.exit_code = code;
-    });
-    if container.record().auto_remove() {
-        if let Err(error) = engine.remove(container).await {
-            tracing::error!("removing {} (--rm): {error:#}", container.id);
-        }
-    }
+    engine
+        .ended(container, code, false, now_rfc3339(), message.clone())
+        .await;
     ApiError::bad_request(message)
 }
 

@@ -42,63 +42,43 @@ pub async fn ensure(network: &NetworkDef) -> Result<(), NetError> {
     // interfaces unless told otherwise.
     let localnet = format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet");
     std::fs::write(&localnet, "1").map_err(|e| NetError::Invalid(format!("writing {localnet}: {e}")))?;
-    let subnet = network.subnet.to_string();
-    iptables_ensure("filter", FORWARD_CHAIN, &["-i", bridge, "-j", "ACCEPT"], false).await?;
-    iptables_ensure("filter", FORWARD_CHAIN, &["-o", bridge, "-j", "ACCEPT"], false).await?;
-    // Out to the world: the container's address becomes the host's.
-    iptables_ensure(
-        "nat",
-        POSTROUTING_CHAIN,
-        &["-s", &subnet, "!", "-o", bridge, "-j", "MASQUERADE"],
-        false,
-    )
-    .await?;
-    // From the host to a published port: the reply must come back through the host.
-    let from_host = [
-        "-o",
-        bridge,
-        "-m",
-        "addrtype",
-        "--src-type",
-        "LOCAL",
-        "-j",
-        "MASQUERADE",
-    ];
-    iptables_ensure("nat", POSTROUTING_CHAIN, &from_host, false).await?;
+    for (table, chain, rule) in rules(network) {
+        let rule: Vec<&str> = rule.iter().map(String::as_str).collect();
+        iptables_ensure(table, chain, &rule, false).await?;
+    }
     Ok(())
 }
 // ANCHOR_END: bridge
 
+/// The rules a network's bridge needs: forwarding to and from it; out to the world with the
+/// host's address (masquerade); and from the host to a published port, the reply coming back
+/// through the host.
+fn rules(network: &NetworkDef) -> Vec<(&'static str, &'static str, Vec<String>)> {
+    let bridge = network.bridge.as_str();
+    let subnet = network.subnet.to_string();
+    let words = |text: &str| text.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+    vec![
+        ("filter", FORWARD_CHAIN, words(&format!("-i {bridge} -j ACCEPT"))),
+        ("filter", FORWARD_CHAIN, words(&format!("-o {bridge} -j ACCEPT"))),
+        (
+            "nat",
+            POSTROUTING_CHAIN,
+            words(&format!("-s {subnet} ! -o {bridge} -j MASQUERADE")),
+        ),
+        (
+            "nat",
+            POSTROUTING_CHAIN,
+            words(&format!("-o {bridge} -m addrtype --src-type LOCAL -j MASQUERADE")),
+        ),
+    ]
+}
+
 /// Removes a user-defined network's bridge and rules.
 pub async fn remove(network: &NetworkDef) -> Result<(), NetError> {
     let bridge = network.bridge.as_str();
-    let subnet = network.subnet.to_string();
-    let rules: [(&str, &str, Vec<&str>); 4] = [
-        ("filter", FORWARD_CHAIN, vec!["-i", bridge, "-j", "ACCEPT"]),
-        ("filter", FORWARD_CHAIN, vec!["-o", bridge, "-j", "ACCEPT"]),
-        (
-            "nat",
-            POSTROUTING_CHAIN,
-            vec!["-s", &subnet, "!", "-o", bridge, "-j", "MASQUERADE"],
-        ),
-        (
-            "nat",
-            POSTROUTING_CHAIN,
-            vec![
-                "-o",
-                bridge,
-                "-m",
-                "addrtype",
-                "--src-type",
-                "LOCAL",
-                "-j",
-                "MASQUERADE",
-            ],
-        ),
-    ];
-    for (table, chain, rule) in rules {
+    for (table, chain, rule) in rules(network) {
         let mut args = vec!["-t", table, "-D", chain];
-        args.extend(rule);
+        args.extend(rule.iter().map(String::as_str));
         let _ = super::command::iptables(&args).await;
     }
     if std::path::Path::new("/sys/class/net").join(bridge).exists() {
