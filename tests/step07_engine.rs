@@ -537,9 +537,10 @@ fn run_flags_reach_the_container() {
     );
     let none = ok(&engine.run(&["run", "--rm", "--network", "none", "busybox", "ls", "/sys/class/net"]));
     assert_eq!(none.split_whitespace().collect::<Vec<_>>(), ["lo"]);
-    let host_links = std::fs::read_dir("/sys/class/net").expect("host links").count();
+    // The host's namespace: the engine's own bridge is among its links (other tests add and
+    // remove links meanwhile, so the lists are not compared whole).
     let host = ok(&engine.run(&["run", "--rm", "--network", "host", "busybox", "ls", "/sys/class/net"]));
-    assert_eq!(host.split_whitespace().count(), host_links, "{host}");
+    assert!(host.split_whitespace().any(|link| link == engine.bridge), "{host}");
 }
 
 #[test]

@@ -9,6 +9,7 @@ use super::NetworkDef;
 pub const FORWARD_CHAIN: &str = "KEEL-FORWARD";
 pub const POSTROUTING_CHAIN: &str = "KEEL-POSTROUTING";
 
+// ANCHOR: chains
 /// keel's chains, hooked into the built-in ones once.
 pub async fn ensure_chains() -> Result<(), NetError> {
     iptables_chain("nat", NAT_CHAIN).await?;
@@ -24,6 +25,7 @@ pub async fn ensure_chains() -> Result<(), NetError> {
         .map_err(|e| NetError::Invalid(format!("enabling ip_forward: {e}")))?;
     Ok(())
 }
+// ANCHOR_END: chains
 
 // ANCHOR: bridge
 /// `ip link add keel0 type bridge`, its address, up; then the rules for its subnet.

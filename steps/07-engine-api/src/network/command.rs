@@ -59,11 +59,13 @@ pub async fn ip_batch(lines: &str) -> Result<String, NetError> {
     run("ip", &["-batch", "-"], Some(lines)).await
 }
 
+// ANCHOR: nsenter
 /// `ip -batch -` inside the network namespace of `pid`.
 pub async fn ip_batch_in(pid: i32, lines: &str) -> Result<String, NetError> {
     let net = format!("--net=/proc/{pid}/ns/net");
     run("nsenter", &[&net, "ip", "-batch", "-"], Some(lines)).await
 }
+// ANCHOR_END: nsenter
 
 pub async fn iptables(args: &[&str]) -> Result<String, NetError> {
     run(
@@ -74,6 +76,7 @@ pub async fn iptables(args: &[&str]) -> Result<String, NetError> {
     .await
 }
 
+// ANCHOR: ensure
 /// Adds a rule unless the very same rule is there (`-C` checks): restarts add no duplicates.
 pub async fn iptables_ensure(table: &str, chain: &str, rule: &[&str], insert: bool) -> Result<(), NetError> {
     let mut check = vec!["-t", table, "-C", chain];
@@ -85,6 +88,7 @@ pub async fn iptables_ensure(table: &str, chain: &str, rule: &[&str], insert: bo
     add.extend_from_slice(rule);
     iptables(&add).await.map(|_| ())
 }
+// ANCHOR_END: ensure
 
 /// Creates a chain if it does not exist yet.
 pub async fn iptables_chain(table: &str, chain: &str) -> Result<(), NetError> {

@@ -10,6 +10,7 @@ pub struct Entry {
     pub names: Vec<String>,
 }
 
+// ANCHOR: hosts
 pub fn render(hostname: &str, own: Option<Ipv4Addr>, peers: &[Entry]) -> String {
     let mut text = String::from(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
@@ -23,6 +24,7 @@ pub fn render(hostname: &str, own: Option<Ipv4Addr>, peers: &[Entry]) -> String 
     }
     text
 }
+// ANCHOR_END: hosts
 
 #[cfg(test)]
 mod tests {

@@ -54,6 +54,7 @@ pub struct Attachment {
     pub ports: Vec<PortMap>,
 }
 
+// ANCHOR: mode
 /// How a container is networked, from `HostConfig.NetworkMode`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
@@ -80,6 +81,7 @@ impl Mode {
         }
     }
 }
+// ANCHOR_END: mode
 
 /// The engine's networks: the default bridge and user-defined ones (ROOT/networks/*.json).
 pub struct Networks {
@@ -228,6 +230,7 @@ pub async fn loopback_only(pid: i32) -> Result<(), NetError> {
     ip_batch_in(pid, "link set lo up\n").await.map(|_| ())
 }
 
+// ANCHOR: detach
 /// Removes what is left of a container's veth (normally it goes with its namespace).
 pub async fn detach(id: &str) {
     let veth = host_veth(id);
@@ -235,3 +238,4 @@ pub async fn detach(id: &str) {
         let _ = command::ip(&["link", "del", &veth]).await;
     }
 }
+// ANCHOR_END: detach

@@ -132,6 +132,7 @@ pub async fn publish(id: &str, address: &str, port: &PortMap) -> Result<(), NetE
 }
 // ANCHOR_END: dnat
 
+// ANCHOR: unpublish
 /// Removes every rule of keel's nat chain tagged with the container's id.
 pub async fn unpublish(id: &str) -> Result<(), NetError> {
     let tag = tag(id);
@@ -149,6 +150,7 @@ pub async fn unpublish(id: &str) -> Result<(), NetError> {
     }
     Ok(())
 }
+// ANCHOR_END: unpublish
 
 #[cfg(test)]
 mod tests {
