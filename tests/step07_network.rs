@@ -230,3 +230,30 @@ fn engine_restarts_keep_published_ports_without_duplicate_rules() {
     assert_eq!(bridge_rules, 2, "{rules}");
     assert_eq!(lines(&engine.run(&["ps", "-q"])).len(), 1);
 }
+
+#[test]
+fn a_container_cannot_reach_the_hosts_loopback_services() {
+    if !needs_root() {
+        return;
+    }
+    let engine = Engine::start();
+    // A service of the host's, on 127.0.0.1 only.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let port = listener.local_addr().expect("address").port();
+    listener.set_nonblocking(true).expect("nonblocking");
+    let gateway = engine.subnet.replace(".0/24", ".1");
+    // The container sends 127.0.0.1 through its gateway instead of its own lo (its kernel
+    // must allow that too: a container with every capability can make /proc/sys writable).
+    let attack = format!(
+        "mount -o remount,rw /proc/sys; echo 1 > /proc/sys/net/ipv4/conf/eth0/route_localnet; \
+         ip addr del 127.0.0.1/8 dev lo; ip route add 127.0.0.1/32 via {gateway} dev eth0; \
+         echo hi | nc -w 2 127.0.0.1 {port}; echo done"
+    );
+    let output = ok(&engine.run(&["run", "--rm", "busybox", "sh", "-c", &attack]));
+    assert!(output.contains("done"), "{output}");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        listener.accept().is_err(),
+        "a container reached a service bound to the host's 127.0.0.1"
+    );
+}

@@ -178,7 +178,11 @@ pub fn lines(output: &Output) -> Vec<String> {
 /// bridge in place when it stops, as dockerd leaves docker0).
 pub fn remove_bridge(bridge: &str) {
     let _ = Command::new("ip").args(["link", "del", bridge]).status();
-    for (table, chain) in [("filter", "KEEL-FORWARD"), ("nat", "KEEL-POSTROUTING")] {
+    for (table, chain) in [
+        ("filter", "KEEL-FORWARD"),
+        ("filter", "KEEL-INPUT"),
+        ("nat", "KEEL-POSTROUTING"),
+    ] {
         let rules = Command::new("iptables")
             .args(["-w", "5", "-t", table, "-S", chain])
             .output();

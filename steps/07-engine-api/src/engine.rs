@@ -302,10 +302,11 @@ impl Engine {
         if let Err(error) = self.networks.setup().await {
             tracing::error!("setting up the networks: {error}");
         }
-        // Published ports are rebuilt from the records: no rule twice, none for the dead.
-        let _ = crate::network::command::iptables(&["-t", "nat", "-F", crate::network::ports::NAT_CHAIN]).await;
+        // Published ports are rebuilt from this engine's records: no rule twice, none for
+        // the dead; other engines' rules on the same host are left alone.
         for container in self.all() {
             let record = container.record();
+            let _ = crate::network::ports::unpublish(&container.id).await;
             if let (true, Some(attachment)) = (record.running(), &record.network) {
                 for port in &attachment.ports {
                     if let Err(error) =

@@ -8,6 +8,7 @@ use super::NetworkDef;
 
 pub const FORWARD_CHAIN: &str = "KEEL-FORWARD";
 pub const POSTROUTING_CHAIN: &str = "KEEL-POSTROUTING";
+pub const INPUT_CHAIN: &str = "KEEL-INPUT";
 
 // ANCHOR: chains
 /// keel's chains, hooked into the built-in ones once.
@@ -15,11 +16,13 @@ pub async fn ensure_chains() -> Result<(), NetError> {
     iptables_chain("nat", NAT_CHAIN).await?;
     iptables_chain("nat", POSTROUTING_CHAIN).await?;
     iptables_chain("filter", FORWARD_CHAIN).await?;
+    iptables_chain("filter", INPUT_CHAIN).await?;
     let to_local = ["-m", "addrtype", "--dst-type", "LOCAL", "-j", NAT_CHAIN];
     iptables_ensure("nat", "PREROUTING", &to_local, false).await?;
     iptables_ensure("nat", "OUTPUT", &to_local, false).await?;
     iptables_ensure("nat", "POSTROUTING", &["-j", POSTROUTING_CHAIN], false).await?;
     iptables_ensure("filter", "FORWARD", &["-j", FORWARD_CHAIN], true).await?;
+    iptables_ensure("filter", "INPUT", &["-j", INPUT_CHAIN], true).await?;
     // Forwarding between interfaces is off on many hosts: containers need it.
     std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
         .map_err(|e| NetError::Invalid(format!("enabling ip_forward: {e}")))?;
@@ -52,6 +55,7 @@ pub async fn ensure(network: &NetworkDef) -> Result<(), NetError> {
 }
 // ANCHOR_END: bridge
 
+// ANCHOR: rules
 /// The rules a network's bridge needs: forwarding to and from it; out to the world with the
 /// host's address (masquerade); and from the host to a published port, the reply coming back
 /// through the host.
@@ -62,6 +66,15 @@ fn rules(network: &NetworkDef) -> Vec<(&'static str, &'static str, Vec<String>)>
     vec![
         ("filter", FORWARD_CHAIN, words(&format!("-i {bridge} -j ACCEPT"))),
         ("filter", FORWARD_CHAIN, words(&format!("-o {bridge} -j ACCEPT"))),
+        // route_localnet would also let a container send to the host's own 127.0.0.1 services
+        // (Kubernetes' CVE-2020-8558): only replies and published-port traffic may pass.
+        (
+            "filter",
+            INPUT_CHAIN,
+            words(&format!(
+                "-i {bridge} -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP"
+            )),
+        ),
         (
             "nat",
             POSTROUTING_CHAIN,
@@ -74,6 +87,7 @@ fn rules(network: &NetworkDef) -> Vec<(&'static str, &'static str, Vec<String>)>
         ),
     ]
 }
+// ANCHOR_END: rules
 
 /// Removes a user-defined network's bridge and rules.
 pub async fn remove(network: &NetworkDef) -> Result<(), NetError> {
