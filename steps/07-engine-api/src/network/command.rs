@@ -14,6 +14,7 @@ pub enum NetError {
     Invalid(String),
 }
 
+// ANCHOR: run
 /// Runs `program args...`, with `input` on stdin (for `ip -batch -`).
 pub async fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, NetError> {
     let shown = format!("{program} {}", args.join(" "));
@@ -49,6 +50,7 @@ pub async fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<St
         })
     }
 }
+// ANCHOR_END: run
 
 pub async fn ip(args: &[&str]) -> Result<String, NetError> {
     run("ip", args, None).await
