@@ -20,3 +20,34 @@ fn docker_py_runs_lists_execs_and_stops() {
     assert!(output.status.success(), "{output:?}\nengine:\n{}", engine.log());
     insta::assert_snapshot!("docker_py", stdout);
 }
+
+#[test]
+fn docker_py_pulls_from_a_local_registry() {
+    if !needs_root() {
+        return;
+    }
+    let engine = Engine::start();
+    // The engine's busybox, saved (keel's save holds an OCI layout) and pushed by skopeo.
+    let archive = engine.scratch("busybox.tar");
+    let saved = engine.run(&["save", "-o", archive.to_str().expect("utf-8"), "busybox"]);
+    assert!(saved.status.success(), "{saved:?}");
+    let layout = engine.scratch("layout");
+    std::fs::create_dir_all(&layout).expect("mkdir");
+    tar::Archive::new(std::fs::File::open(&archive).expect("open"))
+        .unpack(&layout)
+        .expect("unpack");
+    let registry = keel_tests::registry::Registry::start(false, false);
+    registry.push(&layout, "latest", "sdk/busybox:1");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/docker_py_pull.py");
+    let output = std::process::Command::new("python3")
+        .arg(script)
+        .env("DOCKER_HOST", format!("unix://{}", engine.socket().display()))
+        .env("KEEL_REGISTRY", registry.host())
+        .output()
+        .expect("python3");
+    assert!(output.status.success(), "{output:?}\nengine:\n{}", engine.log());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "pulled ['sdk/busybox:1']\nrun from-pulled\n"
+    );
+}
