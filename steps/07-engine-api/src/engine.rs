@@ -276,8 +276,12 @@ impl Engine {
 
     /// Removes a stopped container: runtime state, snapshot, directory, record.
     pub async fn remove(&self, container: &Arc<Container>) -> anyhow::Result<()> {
-        let log = self.runtime_log(container);
-        let _ = self.runtime.call(&log, &["delete", "--force", &container.id]).await;
+        // The monitor deleted the runtime's container when it ended; only what a dead
+        // monitor left needs the runtime's `delete` (one process less per `run --rm`).
+        if self.runtime.root.join(&container.id).exists() {
+            let log = self.runtime_log(container);
+            let _ = self.runtime.call(&log, &["delete", "--force", &container.id]).await;
+        }
         self.disconnect(container).await;
         let snapshots = step05_overlay::store::Store::new(&self.root);
         match snapshots.remove(&container.id) {
