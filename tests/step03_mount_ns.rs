@@ -132,7 +132,10 @@ fn mounts_do_not_cross_between_host_and_container() {
     let script = "mount -t tmpfs inside /tmp && touch /signals/ready && sleep 1 && \
                   (ls /mnt/host-mount 2>&1 || true) && keel-probe mounts | grep -c /mnt/host-mount";
     let mut args = vec!["run".to_owned(), "--rootfs".to_owned(), root.display().to_string()];
+    // Mounting inside needs CAP_SYS_ADMIN, which a container lacks by default.
     args.extend([
+        "--cap-add".to_owned(),
+        "SYS_ADMIN".to_owned(),
         "-v".to_owned(),
         volume,
         "--".to_owned(),

@@ -52,6 +52,15 @@ pub struct RunArgs {
     /// Run the command as UID[:GID] (numbers; default 0:0)
     #[arg(short = 'u', long = "user", value_name = "UID[:GID]", value_parser = parse_user)]
     pub user: Option<(u32, u32)>,
+    /// Give the container a capability beyond Docker's default set (NET_ADMIN, ALL...)
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Take a capability of the default set away (CHOWN, ALL...)
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Every capability and no no_new_privs: root in the container is root
+    #[arg(long)]
+    pub privileged: bool,
     /// The command to run and its arguments
     // No allow_hyphen_values: a mistyped flag must be an error, not a command to run; after
     // the first word everything is the command's (trailing_var_arg), so `sh -c ...` works.
@@ -64,6 +73,13 @@ impl ToSpec for RunArgs {
         let mut spec = crate::spec::base_spec(&self.command, self.hostname.as_deref(), &self.env)?;
         if let (Some((uid, gid)), Some(process)) = (self.user, spec.process_mut()) {
             process.set_user(oci_spec::runtime::UserBuilder::default().uid(uid).gid(gid).build()?);
+        }
+        if self.privileged || !self.cap_add.is_empty() || !self.cap_drop.is_empty() {
+            let set = crate::capabilities::effective_set(self.privileged, &self.cap_add, &self.cap_drop)?;
+            if let Some(process) = spec.process_mut() {
+                process.set_capabilities(Some(crate::capabilities::linux_capabilities(&set)));
+                process.set_no_new_privileges(Some(!self.privileged));
+            }
         }
         Ok(spec)
     }

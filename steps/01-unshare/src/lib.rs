@@ -8,6 +8,7 @@
 //! reporting failures from the child ([`child_error`]), signal forwarding ([`signals`]) and
 //! the command line ([`cli`]).
 
+pub mod capabilities;
 pub mod child_error;
 pub mod cli;
 pub mod doctor;
@@ -54,6 +55,10 @@ pub fn stages(spec: &Spec) -> Result<Vec<Box<dyn Stage>>, StageBuildError> {
     }
     if let Some(limits) = process_limits::ProcessLimits::from_spec(spec).map_err(StageBuildError::new)? {
         stages.push(Box::new(limits));
+    }
+    // And the privileges it gives up last: capabilities and no_new_privs.
+    if let Some(privileges) = capabilities::Privileges::from_spec(spec) {
+        stages.push(Box::new(privileges));
     }
     Ok(stages)
 }

@@ -66,10 +66,13 @@ pub fn annotated(spec: &Spec, key: &str) -> bool {
 /// The spec for running `command` the way step 01 does.
 pub fn base_spec(command: &[String], hostname: Option<&str>, env: &[String]) -> Result<Spec, OciSpecError> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+    let default_capabilities = crate::capabilities::DOCKER_DEFAULT.into_iter().collect();
     let process = ProcessBuilder::default()
         .args(command.to_vec())
         .env(environment(hostname, env))
         .cwd(cwd)
+        .capabilities(crate::capabilities::linux_capabilities(&default_capabilities))
+        .no_new_privileges(true)
         .build()?;
     let mut namespaces = vec![
         namespace(LinuxNamespaceType::Uts)?,

@@ -59,6 +59,9 @@ pub struct HostConfig {
     pub network_mode: String,
     pub readonly_rootfs: bool,
     pub cgroup_parent: String,
+    pub cap_add: Option<Vec<String>>,
+    pub cap_drop: Option<Vec<String>>,
+    pub privileged: bool,
 }
 
 /// `Cmd`/`Entrypoint`: a list, or (old clients) one string, or null.
@@ -110,6 +113,15 @@ pub fn command_line(
     ];
     for (source, target) in files {
         argv.extend(["-v".into(), format!("{}:{target}", source.display())]);
+    }
+    for cap in host.cap_add.iter().flatten() {
+        argv.extend(["--cap-add".into(), cap.clone()]);
+    }
+    for cap in host.cap_drop.iter().flatten() {
+        argv.extend(["--cap-drop".into(), cap.clone()]);
+    }
+    if host.privileged {
+        argv.push("--privileged".into());
     }
     if host.memory > 0 {
         argv.extend(["-m".into(), host.memory.to_string()]);
