@@ -557,3 +557,30 @@ fn logs_follow_until_the_container_ends() {
     let since_future = ok(&engine.run(&["logs", "--since", "2099-01-01T00:00:00Z", "follow"]));
     assert!(since_future.is_empty(), "{since_future}");
 }
+
+#[test]
+fn sigterm_stops_the_engine_even_with_a_stream_open_and_containers_run_on() {
+    if !needs_root() {
+        return;
+    }
+    let mut engine = Engine::start();
+    ok(&engine.run(&["run", "-d", "--name", "stays", "busybox", "sleep", "1000"]));
+    // `docker events` never ends by itself: a graceful shutdown must not wait for it.
+    let mut events = engine
+        .docker()
+        .arg("events")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("docker events");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let took = engine.terminate();
+    let _ = events.kill();
+    let _ = events.wait();
+    assert!(
+        took < std::time::Duration::from_secs(8),
+        "the engine took {took:?} to stop"
+    );
+    engine.restart();
+    let state = ok(&engine.run(&["inspect", "-f", "{{.State.Status}}", "stays"]));
+    assert_eq!(state.trim(), "running");
+}

@@ -137,6 +137,22 @@ impl Engine {
         self.spawn();
     }
 
+    /// SIGTERM, as `systemctl stop` would; returns how long the engine took to exit.
+    /// At most 10 s: an engine that does not stop by then is killed.
+    pub fn terminate(&mut self) -> Duration {
+        let start = Instant::now();
+        if let Some(mut child) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            while child.try_wait().ok().flatten().is_none() && start.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        start.elapsed()
+    }
+
     fn stop(&mut self) {
         if let Some(child) = self.child.take() {
             let pid = nix::unistd::Pid::from_raw(child.id() as i32);

@@ -73,12 +73,21 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         let app = tower::ServiceBuilder::new()
             .layer(axum::middleware::from_fn(crate::api::version::rewrite))
             .service(router);
-        let shutdown = async {
+        let socket = args.socket.clone();
+        let shutdown = async move {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
             }
+            // Requests in flight get a moment to finish; streams that never end (an attach,
+            // `events`, `logs -f`) must not keep the engine from stopping. Containers run on.
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_secs(3));
+                let _ = std::fs::remove_file(&socket);
+                std::process::exit(0);
+            });
         };
         axum::serve(listener, tower::make::Shared::new(app))
             .with_graceful_shutdown(shutdown)
