@@ -55,11 +55,18 @@ impl Engine {
     }
 
     fn spawn(&mut self) {
+        if let Err(error) = self.try_spawn() {
+            panic!("{error}");
+        }
+    }
+
+    /// Starts the engine and waits for its socket; no panic (Drop uses it too).
+    fn try_spawn(&mut self) -> Result<(), String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join("engine.log"))
-            .expect("engine log");
+            .map_err(|e| format!("engine log: {e}"))?;
         let child = Command::new(binary("step07-engine-api"))
             .arg("serve")
             .arg("--socket")
@@ -76,13 +83,16 @@ impl Engine {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("starting the engine");
+            .map_err(|e| format!("starting the engine: {e}"))?;
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::os::unix::net::UnixStream::connect(self.socket()).is_err() {
-            assert!(Instant::now() < deadline, "the engine did not come up: {}", self.log());
+            if Instant::now() > deadline {
+                return Err(format!("the engine did not come up: {}", self.log()));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
     }
 
     pub fn log(&self) -> String {
@@ -165,6 +175,11 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
+        // A test that stopped its engine and then failed still leaves containers running
+        // under their monitors: an engine comes back to remove them.
+        if self.child.is_none() {
+            let _ = self.try_spawn();
+        }
         if self.child.is_some() {
             let ids = self.run(&["ps", "-aq"]);
             let ids = String::from_utf8_lossy(&ids.stdout).into_owned();
