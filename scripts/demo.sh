@@ -80,8 +80,9 @@ rm -rf "$images" "$registry_dir"
 echo
 echo "== step 07: the engine: the real docker CLI drives keel over the Docker Engine API"
 engine_dir=$(mktemp -d)
+# Its own bridge and subnet, removed at the end (an engine keeps its bridge, as docker0 stays).
 $bin/step07-engine-api serve --socket "$engine_dir/keel.sock" --root "$engine_dir/root" \
-  --runtime-root "$engine_dir/run" 2>"$engine_dir/engine.log" &
+  --runtime-root "$engine_dir/run" --bridge keeldemo0 --bridge-subnet 172.26.0.0/24 2>"$engine_dir/engine.log" &
 engine_pid=$!
 for _ in $(seq 100); do [ -S "$engine_dir/keel.sock" ] && break; sleep 0.1; done
 export DOCKER_HOST="unix://$engine_dir/keel.sock"
@@ -94,6 +95,12 @@ show docker exec demo ps
 show docker rm -f demo
 unset DOCKER_HOST
 kill "$engine_pid"; wait "$engine_pid" 2>/dev/null || true
+ip link del keeldemo0 2>/dev/null || true
+for chain in "filter KEEL-FORWARD" "filter KEEL-INPUT" "nat KEEL-POSTROUTING"; do
+  set -- $chain
+  iptables -w 5 -t "$1" -S "$2" 2>/dev/null | grep -w keeldemo0 | sed 's/^-A/-D/' |
+    while read -r rule; do iptables -w 5 -t "$1" $rule; done
+done
 rm -rf "$engine_dir"
 
 echo
