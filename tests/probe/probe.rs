@@ -3,7 +3,7 @@
 //! statically and copied into rootfs that have no libc.
 //!
 //! Usage: keel-probe SECTION...
-//!   hostname pid ns ids net mounts procs cgroup limits
+//!   hostname pid ns ids caps net mounts procs cgroup limits
 //!   write:PATH  alloc:MIB  fork:N  burn:SECONDS  sleep:SECONDS
 
 use std::fs;
@@ -39,6 +39,16 @@ fn section(name: &str, out: &mut impl Write) -> std::io::Result<()> {
                 writeln!(out, "{}", line.split_whitespace().collect::<Vec<_>>().join(" "))?;
             }
             writeln!(out, "uid_map: {}", read("/proc/self/uid_map").split_whitespace().collect::<Vec<_>>().join(" "))
+        }
+        "caps" => {
+            // The capability sets as masks (Docker's default is 00000000a80425fb), no_new_privs
+            // and the seccomp mode, as the kernel reports them for this process.
+            let status = read("/proc/self/status");
+            let wanted = ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:", "NoNewPrivs:", "Seccomp:"];
+            for line in status.lines().filter(|l| wanted.iter().any(|w| l.starts_with(w))) {
+                writeln!(out, "{}", line.split_whitespace().collect::<Vec<_>>().join(" "))?;
+            }
+            Ok(())
         }
         "net" => {
             // /proc/net follows the reader's network namespace, even with the host's /proc.

@@ -1,11 +1,16 @@
-//! Capabilities and `no_new_privs`: the last privileges a container's process gives up before
-//! it runs. Root inside a container is not all of root: it keeps Docker's default fourteen
-//! capabilities (no CAP_SYS_ADMIN, so no mounts; no CAP_NET_ADMIN, so no network changes...),
-//! drops the rest from its bounding set so nothing can bring them back, and with
-//! `no_new_privs` a setuid binary cannot raise them either.
+//! The process's identity and privileges, given up last before it runs: its user, its
+//! capabilities and `no_new_privs`. Root inside a container is not all of root: it keeps
+//! Docker's default fourteen capabilities (no CAP_SYS_ADMIN, so no mounts; no CAP_NET_ADMIN,
+//! so no network changes...), drops the rest from its bounding set so nothing can bring them
+//! back, and with `no_new_privs` a setuid binary cannot raise them either.
 //!
-//! Everything is computed before the clone as bit sets; the child only makes the calls.
+//! The order is runc's: the bounding set first, then the user (with the permitted set kept
+//! across `setuid`, which would otherwise empty it), then the process's own sets, so that
+//! `--cap-drop ALL -u 1000` works (the switch itself needs CAP_SETUID and CAP_SETGID) and a
+//! non-root user can be given capabilities. Everything is computed before the clone as bit
+//! sets; the child only makes the calls.
 
+use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, Spec};
 use rustix::thread::{CapabilitySet, CapabilitySets};
 use std::str::FromStr;
@@ -14,7 +19,8 @@ use crate::child_error::ChildError;
 use crate::stage::{ChildContext, Stage, StageOrder};
 
 /// After everything that needs privilege (namespaces, mounts, cgroups, the terminal,
-/// rlimits), before step 02's init (900) starts the command.
+/// rlimits), before step 02's init (900) starts the command: the init runs with the
+/// container's user and capabilities too, as Docker's `--init` does.
 pub const ORDER: StageOrder = StageOrder(895);
 
 // ANCHOR: default
@@ -95,6 +101,14 @@ pub fn linux_capabilities(set: &Capabilities) -> LinuxCapabilities {
     capabilities
 }
 
+/// As Docker does for a user other than root: the capabilities stay in the bounding set (a
+/// setuid-root binary could use them, were it not for `no_new_privs`), but the process
+/// itself has none, as `execve` would leave it anyway.
+pub fn for_non_root_user(capabilities: &mut LinuxCapabilities) {
+    capabilities.set_effective(Some(Capabilities::new()));
+    capabilities.set_permitted(Some(Capabilities::new()));
+}
+
 fn bits(set: &Option<Capabilities>) -> CapabilitySet {
     set.iter()
         .flatten()
@@ -102,22 +116,33 @@ fn bits(set: &Option<Capabilities>) -> CapabilitySet {
         .fold(CapabilitySet::empty(), |all, c| all | c)
 }
 
-/// The stage: the spec's capability sets and `noNewPrivileges`, as bits.
-pub struct Privileges {
+/// The capability sets of the spec, as bits.
+struct Sets {
     bounding: CapabilitySet,
-    sets: CapabilitySets,
+    process: CapabilitySets,
     ambient: CapabilitySet,
+}
+
+/// `process.user` when it is not plain root: the ids to take.
+struct User {
+    uid: Uid,
+    gid: Gid,
+    additional: Vec<Gid>,
+}
+
+/// The stage: the spec's user, capability sets and `noNewPrivileges`.
+pub struct Privileges {
+    /// As runc: a spec without `process.capabilities` asks for none at all.
+    sets: Sets,
+    user: Option<User>,
     no_new_privs: bool,
 }
 
 impl Privileges {
-    /// `None` when the spec says nothing of capabilities: the process keeps what it has.
+    /// `None` when the spec has no process.
     pub fn from_spec(spec: &Spec) -> Option<Self> {
         let process = spec.process().as_ref()?;
         let no_new_privs = process.no_new_privileges().unwrap_or(false);
-        let Some(capabilities) = process.capabilities() else {
-            return no_new_privs.then(Self::no_new_privs_only);
-        };
         // A container cannot have more than its launcher: "all" means all that root has here
         // (a sandbox may withhold some). Without root, the sets apply inside a new user
         // namespace, where the launcher's own sets say nothing.
@@ -126,35 +151,71 @@ impl Privileges {
         } else {
             CapabilitySet::all()
         };
-        Some(Self {
+        // (Not LinuxCapabilities::default(), which is `runc spec`'s three capabilities.)
+        let capabilities = process
+            .capabilities()
+            .clone()
+            .unwrap_or_else(|| linux_capabilities(&Capabilities::new()));
+        let sets = Sets {
             bounding: bits(capabilities.bounding()) & have,
-            sets: CapabilitySets {
+            process: CapabilitySets {
                 effective: bits(capabilities.effective()) & have,
                 permitted: bits(capabilities.permitted()) & have,
                 inheritable: bits(capabilities.inheritable()) & have,
             },
             ambient: bits(capabilities.ambient()) & have,
+        };
+        let user = process.user();
+        let additional: Vec<Gid> = user
+            .additional_gids()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|g| Gid::from_raw(*g))
+            .collect();
+        let user = (user.uid() != 0 || user.gid() != 0 || !additional.is_empty()).then(|| User {
+            uid: Uid::from_raw(user.uid()),
+            gid: Gid::from_raw(user.gid()),
+            additional,
+        });
+        Some(Self {
+            sets,
+            user,
             no_new_privs,
         })
-    }
-
-    /// Only `no_new_privs`: the sets are left as they are (marked by an all-ones bounding).
-    fn no_new_privs_only() -> Self {
-        Self {
-            bounding: CapabilitySet::all(),
-            sets: CapabilitySets {
-                effective: CapabilitySet::empty(),
-                permitted: CapabilitySet::empty(),
-                inheritable: CapabilitySet::empty(),
-            },
-            ambient: CapabilitySet::empty(),
-            no_new_privs: true,
-        }
     }
 }
 
 fn failed(error: rustix::io::Errno, what: &'static [u8]) -> ChildError {
     ChildError::setup(nix::errno::Errno::from_raw(error.raw_os_error()), &[what])
+}
+
+impl User {
+    /// `setgroups`, `setgid`, `setuid`, keeping the permitted set (runc's order). Changing
+    /// the user also resets the parent-death signal: it is put back.
+    fn switch(&self) -> Result<(), ChildError> {
+        let death_signal = nix::sys::prctl::get_pdeathsig().ok().flatten();
+        rustix::thread::set_keep_capabilities(true)
+            .map_err(|error| failed(error, b"keeping capabilities across setuid: prctl(PR_SET_KEEPCAPS)"))?;
+        let switched = nix::unistd::setgroups(&self.additional)
+            .map_err(|e| (e, &b"setgroups"[..]))
+            .and_then(|()| nix::unistd::setgid(self.gid).map_err(|e| (e, &b"setgid"[..])))
+            .and_then(|()| nix::unistd::setuid(self.uid).map_err(|e| (e, &b"setuid"[..])));
+        if let Err((errno, call)) = switched {
+            return Err(ChildError::setup(
+                errno,
+                &[b"switching to the user of process.user: ", call],
+            ));
+        }
+        rustix::thread::set_keep_capabilities(false)
+            .map_err(|error| failed(error, b"clearing keep-capabilities: prctl(PR_SET_KEEPCAPS)"))?;
+        if let Some(signal) = death_signal {
+            nix::sys::prctl::set_pdeathsig(signal).map_err(|errno| {
+                ChildError::setup(errno, &[b"restoring the parent-death signal: prctl(PR_SET_PDEATHSIG)"])
+            })?;
+        }
+        Ok(())
+    }
 }
 
 impl Stage for Privileges {
@@ -168,25 +229,26 @@ impl Stage for Privileges {
 
     // ANCHOR: in_child
     fn in_child(&self, _ctx: &ChildContext) -> Result<(), ChildError> {
-        let only_no_new_privs = self.bounding == CapabilitySet::all() && self.sets.permitted.is_empty();
-        if !only_no_new_privs {
-            // Out of the bounding set, a capability can never come back, not even by exec.
-            for capability in (CapabilitySet::all() - self.bounding).iter() {
-                match rustix::thread::remove_capability_from_bounding_set(capability) {
-                    // A capability this kernel does not have is not in any set anyway.
-                    Ok(()) | Err(rustix::io::Errno::INVAL) => {}
-                    Err(error) => return Err(failed(error, b"dropping from the bounding set: prctl(PR_CAPBSET_DROP)")),
-                }
+        // Out of the bounding set, a capability can never come back, not even by exec.
+        for capability in (CapabilitySet::all() - self.sets.bounding).iter() {
+            match rustix::thread::remove_capability_from_bounding_set(capability) {
+                // A capability this kernel does not have is not in any set anyway.
+                Ok(()) | Err(rustix::io::Errno::INVAL) => {}
+                Err(error) => return Err(failed(error, b"dropping from the bounding set: prctl(PR_CAPBSET_DROP)")),
             }
-            rustix::thread::set_capabilities(None, self.sets)
-                .map_err(|error| failed(error, b"setting the capability sets: capset"))?;
-            rustix::thread::clear_ambient_capability_set()
-                .map_err(|error| failed(error, b"clearing the ambient set: prctl(PR_CAP_AMBIENT)"))?;
-            // As runc: raising an ambient capability is best effort (the kernel refuses one
-            // that is not also inheritable, which `runc spec`'s own default asks for).
-            for capability in self.ambient.iter() {
-                let _ = rustix::thread::configure_capability_in_ambient_set(capability, true);
-            }
+        }
+        // The user next, while CAP_SETUID and CAP_SETGID are still there.
+        if let Some(user) = &self.user {
+            user.switch()?;
+        }
+        rustix::thread::set_capabilities(None, self.sets.process)
+            .map_err(|error| failed(error, b"setting the capability sets: capset"))?;
+        rustix::thread::clear_ambient_capability_set()
+            .map_err(|error| failed(error, b"clearing the ambient set: prctl(PR_CAP_AMBIENT)"))?;
+        // As runc: raising an ambient capability is best effort (the kernel refuses one
+        // that is not also inheritable, which `runc spec`'s own default asks for).
+        for capability in self.sets.ambient.iter() {
+            let _ = rustix::thread::configure_capability_in_ambient_set(capability, true);
         }
         if self.no_new_privs {
             rustix::thread::set_no_new_privs(true)
@@ -213,5 +275,24 @@ mod tests {
             .expect("all")
             .contains(&Capability::SysAdmin));
         assert!(matches!(parse("FLY"), Err(CapabilityError::Unknown(_))));
+    }
+
+    #[test]
+    fn a_spec_without_capabilities_asks_for_none_as_with_runc() {
+        let mut spec = crate::spec::base_spec(&["true".into()], None, &[]).expect("spec");
+        if let Some(process) = spec.process_mut() {
+            process.set_capabilities(None);
+        }
+        let privileges = Privileges::from_spec(&spec).expect("stage");
+        assert!(privileges.sets.bounding.is_empty() && privileges.sets.process.permitted.is_empty());
+        assert!(privileges.user.is_none());
+    }
+
+    #[test]
+    fn a_user_other_than_root_keeps_the_bounding_set_only() {
+        let mut capabilities = linux_capabilities(&DOCKER_DEFAULT.into_iter().collect());
+        for_non_root_user(&mut capabilities);
+        assert_eq!(bits(capabilities.bounding()).bits(), 0xa80425fb);
+        assert!(bits(capabilities.effective()).is_empty() && bits(capabilities.permitted()).is_empty());
     }
 }

@@ -74,12 +74,14 @@ impl ToSpec for RunArgs {
         if let (Some((uid, gid)), Some(process)) = (self.user, spec.process_mut()) {
             process.set_user(oci_spec::runtime::UserBuilder::default().uid(uid).gid(gid).build()?);
         }
-        if self.privileged || !self.cap_add.is_empty() || !self.cap_drop.is_empty() {
-            let set = crate::capabilities::effective_set(self.privileged, &self.cap_add, &self.cap_drop)?;
-            if let Some(process) = spec.process_mut() {
-                process.set_capabilities(Some(crate::capabilities::linux_capabilities(&set)));
-                process.set_no_new_privileges(Some(!self.privileged));
-            }
+        let set = crate::capabilities::effective_set(self.privileged, &self.cap_add, &self.cap_drop)?;
+        let mut capabilities = crate::capabilities::linux_capabilities(&set);
+        if self.user.is_some_and(|(uid, _)| uid != 0) {
+            crate::capabilities::for_non_root_user(&mut capabilities);
+        }
+        if let Some(process) = spec.process_mut() {
+            process.set_capabilities(Some(capabilities));
+            process.set_no_new_privileges(Some(!self.privileged));
         }
         Ok(spec)
     }

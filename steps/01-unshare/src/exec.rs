@@ -7,7 +7,7 @@
 
 use nix::errno::Errno;
 use nix::sys::signal::{sigprocmask, SigmaskHow};
-use nix::unistd::{Gid, Uid};
+use nix::unistd::Uid;
 use oci_spec::runtime::Spec;
 use std::ffi::{CString, NulError};
 use std::os::raw::c_char;
@@ -33,8 +33,9 @@ pub struct ExecPlan {
     program: CString,
     candidates: Vec<CString>,
     cwd: CString,
-    /// `process.user` when it is not plain root: ids to take before exec.
-    user: Option<(Uid, Gid, Vec<Gid>)>,
+    /// `process.user`'s uid when it is not root: the capabilities stage switches to it; this
+    /// only checks, so that a launch without that stage fails instead of running as root.
+    uid: Option<Uid>,
     // The CStrings own the bytes the pointer arrays below point into; neither moves after
     // construction, so the pointers stay valid for as long as the plan lives.
     _argv: Vec<CString>,
@@ -64,21 +65,12 @@ impl ExecPlan {
         let envp: Vec<CString> = env.iter().map(|e| CString::new(e.as_str())).collect::<Result<_, _>>()?;
         let argv_ptrs = null_terminated(&argv);
         let envp_ptrs = null_terminated(&envp);
-        let user = process.user();
-        let additional: Vec<Gid> = user
-            .additional_gids()
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .map(|g| Gid::from_raw(*g))
-            .collect();
-        let user = (user.uid() != 0 || user.gid() != 0 || !additional.is_empty())
-            .then(|| (Uid::from_raw(user.uid()), Gid::from_raw(user.gid()), additional));
+        let uid = process.user().uid();
         Ok(Self {
             program: CString::new(program.as_str())?,
             candidates,
             cwd: CString::new(process.cwd().as_os_str().as_encoded_bytes())?,
-            user,
+            uid: (uid != 0).then(|| Uid::from_raw(uid)),
             _argv: argv,
             _envp: envp,
             argv_ptrs,
@@ -89,15 +81,13 @@ impl ExecPlan {
     /// In the child: enter the working directory, restore the signal mask, and replace this
     /// process with the command. Returns only if that failed.
     pub fn exec(&self, ctx: &ChildContext) -> ChildError {
-        // The user first, so that entering the working directory is checked as that user.
-        if let Some((uid, gid, additional)) = &self.user {
-            let switched = nix::unistd::setgroups(additional)
-                .map_err(|e| (e, &b"setgroups"[..]))
-                .and_then(|()| nix::unistd::setgid(*gid).map_err(|e| (e, &b"setgid"[..])))
-                .and_then(|()| nix::unistd::setuid(*uid).map_err(|e| (e, &b"setuid"[..])));
-            if let Err((errno, call)) = switched {
-                return ChildError::setup(errno, &[b"switching to the user of process.user: ", call]);
-            }
+        // The user was taken by the capabilities stage (crate::capabilities), so that
+        // entering the working directory is checked as that user. Never run as root by mistake.
+        if self.uid.is_some_and(|uid| nix::unistd::getuid() != uid) {
+            return ChildError::setup(
+                Errno::EPERM,
+                &[b"process.user was not applied: the launch has no capabilities stage"],
+            );
         }
         if let Err(errno) = nix::unistd::chdir(self.cwd.as_c_str()) {
             return ChildError::setup(

@@ -56,7 +56,7 @@ pub fn stages(spec: &Spec) -> Result<Vec<Box<dyn Stage>>, StageBuildError> {
     if let Some(limits) = process_limits::ProcessLimits::from_spec(spec).map_err(StageBuildError::new)? {
         stages.push(Box::new(limits));
     }
-    // And the privileges it gives up last: capabilities and no_new_privs.
+    // And what the process gives up last: root (process.user), capabilities, no_new_privs.
     if let Some(privileges) = capabilities::Privileges::from_spec(spec) {
         stages.push(Box::new(privileges));
     }

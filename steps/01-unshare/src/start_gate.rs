@@ -47,6 +47,11 @@ impl StartGate {
     pub fn new(path: &Path) -> Result<Self, GateError> {
         nix::unistd::mkfifo(path, Mode::from_bits_truncate(0o600))
             .map_err(|errno| GateError::Fifo(path.to_owned(), errno))?;
+        // The child opens it as the container's user, after dropping its capabilities: anyone
+        // may open it for writing (as runc's exec.fifo, 0622), which only waits for `start`;
+        // opening it for reading, which lets the container go, stays the owner's.
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+            .map_err(path_error("making the start fifo writable", path))?;
         let fifo = nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
             .map_err(|errno| GateError::Fifo(path.to_owned(), errno))?;
         let reopen = CString::new(format!("/proc/self/fd/{}", fifo.as_raw_fd()))

@@ -62,8 +62,14 @@ impl ToSpec for RunArgs {
             if let Some(cwd) = &process.cwd {
                 process_spec.set_cwd(cwd.into());
             }
-            if let Some((uid, gid)) = process.user {
+            // The image's USER, unless `-u` says otherwise (as docker).
+            if let (Some((uid, gid)), None) = (process.user, step03.step02.step01.user) {
                 process_spec.set_user(UserBuilder::default().uid(uid).gid(gid).build()?);
+                // A user other than root starts with no capabilities, as with `-u`.
+                if let (true, Some(mut capabilities)) = (uid != 0, process_spec.capabilities().clone()) {
+                    step01_unshare::capabilities::for_non_root_user(&mut capabilities);
+                    process_spec.set_capabilities(Some(capabilities));
+                }
             }
         }
         let name = reference.map_or_else(|| image.id().to_string(), |r| r.familiar());

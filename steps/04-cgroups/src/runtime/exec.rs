@@ -6,8 +6,11 @@
 use clap::Args;
 use nix::unistd::Pid;
 use std::path::PathBuf;
+use step03_mount_ns::step02_pid_ns::step01_unshare::capabilities::{self, Privileges};
 use step03_mount_ns::step02_pid_ns::step01_unshare::launch::{self, Detached};
-use step03_mount_ns::step02_pid_ns::step01_unshare::oci_spec::runtime::{LinuxNamespaceType, Process, Spec, User};
+use step03_mount_ns::step02_pid_ns::step01_unshare::oci_spec::runtime::{
+    Capabilities, LinuxNamespaceType, Process, Spec, User,
+};
 use step03_mount_ns::step02_pid_ns::step01_unshare::signals;
 use step03_mount_ns::step02_pid_ns::step01_unshare::stage::{Stage, StageError, StageOrder};
 
@@ -47,6 +50,12 @@ pub struct ExecArgs {
     /// Pass descriptors 3..3+N-1 on to the process
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub preserve_fds: u32,
+    /// Give the process a capability beyond the container's (CAP_NET_ADMIN...; repeatable)
+    #[arg(short = 'c', long = "cap", value_name = "CAP")]
+    pub cap: Vec<String>,
+    /// Set no_new_privs for the process, whatever the container's spec says
+    #[arg(long)]
+    pub no_new_privs: bool,
     pub id: String,
     /// The command, when no --process is given
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -120,6 +129,34 @@ fn process(record: &Record, args: &ExecArgs) -> Result<Process, RuntimeError> {
     Ok(process)
 }
 
+/// runc's `--cap` and `--no-new-privs`, on top of the process's own: each capability is added
+/// to its bounding, effective and permitted sets.
+fn with_privileges(mut process: Process, args: &ExecArgs) -> Result<Process, RuntimeError> {
+    if !args.cap.is_empty() {
+        // None at all when the process names none (LinuxCapabilities::default() has three).
+        let mut capabilities = process
+            .capabilities()
+            .clone()
+            .unwrap_or_else(|| capabilities::linux_capabilities(&Capabilities::new()));
+        for name in &args.cap {
+            let capability = capabilities::parse(name).map_err(|e| RuntimeError::Usage(format!("--cap: {e}")))?;
+            let add = |set: &Option<Capabilities>| {
+                let mut set = set.clone().unwrap_or_default();
+                set.insert(capability);
+                Some(set)
+            };
+            capabilities.set_bounding(add(capabilities.bounding()));
+            capabilities.set_effective(add(capabilities.effective()));
+            capabilities.set_permitted(add(capabilities.permitted()));
+        }
+        process.set_capabilities(Some(capabilities));
+    }
+    if args.no_new_privs {
+        process.set_no_new_privileges(Some(true));
+    }
+    Ok(process)
+}
+
 fn parse_user(text: &str) -> Result<User, RuntimeError> {
     let number = |s: &str| {
         s.parse::<u32>()
@@ -158,8 +195,13 @@ pub fn exec(context: &Context, args: &ExecArgs) -> Result<i32, RuntimeError> {
     if matches!(record.status(&context.dir), Status::Stopped) {
         return Err(RuntimeError::NotRunning(args.id.clone()));
     }
-    let spec = exec_spec(&record, process(&record, args)?);
+    let spec = exec_spec(&record, with_privileges(process(&record, args)?, args)?);
     let mut stages: Vec<Box<dyn Stage>> = vec![Box::new(JoinCgroup(record.cgroup()?))];
+    // The same user, capabilities and no_new_privs as the container's process (or those of
+    // --process): `docker exec` is no way around them.
+    if let Some(privileges) = Privileges::from_spec(&spec) {
+        stages.push(Box::new(privileges));
+    }
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     if terminal {
         let socket = args.console_socket.as_deref().ok_or_else(|| {

@@ -20,6 +20,7 @@ use super::query::{number, Query};
 use super::State;
 use crate::engine::Engine;
 use crate::stdcopy;
+use step06_images::step05_overlay::step04_cgroups::step03_mount_ns::step02_pid_ns::step01_unshare;
 
 #[derive(Debug, Default, Deserialize, Clone)]
 #[serde(rename_all = "PascalCase", default)]
@@ -140,6 +141,12 @@ fn command(engine: &Engine, exec: &Exec, console: Option<&std::path::Path>) -> t
             exec.config.user.as_str()
         };
         command.arg("--user").arg(user);
+    }
+    // `docker exec --privileged`: every capability, whatever the container's own set.
+    if exec.config.privileged {
+        for capability in step01_unshare::capabilities::all() {
+            command.arg("--cap").arg(format!("CAP_{capability}"));
+        }
     }
     command.arg(&exec.container_id).args(&exec.config.cmd);
     command.kill_on_drop(false);
