@@ -8,11 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use keel_tests::engine::Engine;
-use keel_tests::needs_root;
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use keel_tests::{needs_root, text};
 
 /// `docker ARGS`, which must succeed.
 fn ok(engine: &Engine, args: &[&str]) -> Output {

@@ -1,11 +1,8 @@
 //! Step 07 as a docker user sees it: the real docker CLI against keel's engine.
 
-use keel_tests::engine::{lines, Engine};
+use keel_tests::engine::{lines, ok, Engine};
 use keel_tests::needs_root;
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use keel_tests::text;
 
 #[test]
 fn run_prints_both_streams_and_exits_with_the_containers_status() {
@@ -19,11 +16,6 @@ fn run_prints_both_streams_and_exits_with_the_containers_status() {
     assert_eq!(text(&output.stderr), "err\n");
     // --rm is the engine's job: nothing is left.
     assert!(lines(&engine.run(&["ps", "-aq"])).is_empty());
-}
-
-fn ok(output: &std::process::Output) -> String {
-    assert!(output.status.success(), "{output:?}");
-    text(&output.stdout)
 }
 
 #[test]

@@ -8,12 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
 use keel_tests::engine::{lines, Engine};
-use keel_tests::needs_root;
 use keel_tests::registry::Registry;
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use keel_tests::{needs_root, text};
 
 /// `docker ARGS`, which must succeed; its stdout.
 fn ok(engine: &Engine, args: &[&str]) -> String {

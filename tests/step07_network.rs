@@ -3,18 +3,10 @@
 //! lo, and nothing (veth, rule) is left when containers go or the engine restarts. Only
 //! loopback and the tests' own bridges and namespaces are used.
 
-use keel_tests::engine::{lines, Engine};
+use keel_tests::engine::{lines, ok, Engine};
 use keel_tests::needs_root;
+use keel_tests::text;
 use std::io::{Read, Write};
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn ok(output: &std::process::Output) -> String {
-    assert!(output.status.success(), "{output:?}");
-    text(&output.stdout)
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -197,6 +197,12 @@ impl Drop for Engine {
     }
 }
 
+/// The stdout of a docker command that must have succeeded.
+pub fn ok(output: &Output) -> String {
+    assert!(output.status.success(), "{output:?}");
+    crate::stdout(output)
+}
+
 /// The lines of a command's stdout.
 pub fn lines(output: &Output) -> Vec<String> {
     String::from_utf8_lossy(&output.stdout)

@@ -56,6 +56,11 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Bytes a command wrote, as text (invalid UTF-8 replaced).
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
 /// The namespaces of the test process itself, which is on the host: `name -> inode`.
 pub fn host_namespaces() -> BTreeMap<String, String> {
     let mut namespaces = BTreeMap::new();

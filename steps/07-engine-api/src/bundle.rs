@@ -271,7 +271,7 @@ fn adjust(spec: &mut Spec, body: &CreateBody, id: &str) -> Result<(), BundleErro
             parent => parent,
         };
         linux.set_cgroups_path(Some(PathBuf::from(format!("/{parent}/{id}"))));
-        if body.host_config.network_mode == "host" {
+        if crate::network::Mode::of(&body.host_config.network_mode) == crate::network::Mode::Host {
             if let Some(namespaces) = linux.namespaces_mut() {
                 namespaces.retain(|n| n.typ() != LinuxNamespaceType::Network);
             }

@@ -4,8 +4,8 @@
 //! ends, so an engine that was down at the time still learns how it ended.
 
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use step06_images::step05_overlay::step04_cgroups;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -17,6 +17,8 @@ pub enum RecordError {
     },
     #[error("{path} is not a container record: {source}")]
     Json { path: PathBuf, source: serde_json::Error },
+    #[error(transparent)]
+    Write(#[from] step04_cgroups::runtime::RuntimeError),
 }
 
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> RecordError + 'a {
@@ -178,24 +180,21 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Recor
 }
 
 // ANCHOR: write_atomically
-/// Temp file, fsync, rename, fsync of the directory: the new content or the old, whole.
+/// Temp file, fsync, rename, fsync of the directory: the new content or the old, whole
+/// (step 04's runtime writes its state the same way).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RecordError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut file = std::fs::File::create(&tmp).map_err(io("creating", &tmp))?;
-    file.write_all(bytes).map_err(io("writing", &tmp))?;
-    file.sync_all().map_err(io("syncing", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(io("renaming into place", path))?;
-    if let Ok(dir) = std::fs::File::open(dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
+    step04_cgroups::runtime::state::write_atomically(path, bytes).map_err(RecordError::from)
 }
-// ANCHOR_END: write_atomically
 
-pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
+pub use step04_cgroups::runtime::state::now_rfc3339;
+
+/// An RFC 3339 time as docker's lists give it: seconds since the epoch (0 if unreadable).
+/// Lenient, for image configs written by other tools.
+pub fn unix_seconds(rfc3339: &str) -> i64 {
+    humantime::parse_rfc3339_weak(rfc3339)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]

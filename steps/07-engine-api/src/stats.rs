@@ -23,7 +23,8 @@ fn read_number(paths: &[PathBuf], file: &str) -> Option<u64> {
         .and_then(|text| text.trim().parse().ok())
 }
 
-fn host_memory() -> u64 {
+/// The host's memory in bytes (`/proc/meminfo`'s MemTotal).
+pub fn host_memory() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {

@@ -227,7 +227,12 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        // The rename itself is only durable once the directory is synced.
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     };
     write().map_err(|e| RuntimeError::io("writing", path, e))
 }

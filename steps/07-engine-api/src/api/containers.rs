@@ -15,7 +15,7 @@ use super::State;
 use crate::bundle::{self, BundleError, CreateBody};
 use crate::engine::{Container, Engine};
 use crate::ids;
-use crate::record::{now_rfc3339, ContainerDir, Record, State as RecordState, Status};
+use crate::record::{now_rfc3339, unix_seconds, ContainerDir, Record, State as RecordState, Status};
 
 static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -187,13 +187,6 @@ fn check_network(engine: &Engine, raw: &Value) -> ApiResult<()> {
 fn discard(engine: &Engine, dir: &ContainerDir, id: &str) {
     let _ = step06_images::step05_overlay::store::Store::new(&engine.root).remove(id);
     let _ = std::fs::remove_dir_all(&dir.0);
-}
-
-fn unix_seconds(rfc3339: &str) -> i64 {
-    humantime::parse_rfc3339(rfc3339)
-        .ok()
-        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// docker's `units.HumanDuration`: "Less than a second", "5 seconds", "About a minute"...

@@ -76,17 +76,13 @@ pub async fn info(state: State) -> Response {
         .and_then(|s| s.list())
         .map(|l| l.len())
         .unwrap_or(0);
-    let cgroup = step06_images::step05_overlay::step04_cgroups::cgroups::layout::Layout::detect()
-        .map(|l| l.describe())
-        .unwrap_or_default();
+    use step06_images::step05_overlay::step04_cgroups::cgroups::layout::Layout;
+    // Hybrid machines count as v1: that is where the controllers are.
+    let cgroup_v2 = matches!(Layout::detect(), Ok(Layout::V2 { .. }));
     let hostname = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let memory = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| m.lines().next().map(str::to_owned))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|k| k.parse::<u64>().ok()))
-        .map_or(0, |kib| kib * 1024);
+    let memory = crate::stats::host_memory();
     json(
         StatusCode::OK,
         &json!({
@@ -99,7 +95,7 @@ pub async fn info(state: State) -> Response {
             "Driver": "overlay",
             "LoggingDriver": "json-file",
             "CgroupDriver": "cgroupfs",
-            "CgroupVersion": if cgroup.contains("v2") && !cgroup.contains("hybrid") { "2" } else { "1" },
+            "CgroupVersion": if cgroup_v2 { "2" } else { "1" },
             "KernelVersion": kernel_version(),
             "OperatingSystem": "keel on Linux",
             "OSType": "linux",

@@ -10,17 +10,11 @@ use super::super::error::{json, ApiError, ApiResult};
 use super::super::{query, State};
 use super::{exclusive, familiar, image_event, is_digest_name, names_by_id, names_of, resolve, store, Params};
 use crate::engine::Engine;
+use crate::record::unix_seconds;
 use step06_images::digest::Digest;
 use step06_images::reference::Reference;
 use step06_images::store::images::Image;
 use step06_images::store::Store;
-
-fn unix_seconds(rfc3339: &str) -> i64 {
-    humantime::parse_rfc3339_weak(rfc3339)
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs() as i64)
-}
 
 /// The containers (id, image id, running) as they are now.
 fn container_images(engine: &Engine) -> Vec<(String, String, bool)> {
