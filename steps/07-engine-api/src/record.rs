@@ -179,7 +179,6 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Recor
     })
 }
 
-// ANCHOR: write_atomically
 /// Temp file, fsync, rename, fsync of the directory: the new content or the old, whole
 /// (step 04's runtime writes its state the same way).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RecordError> {

@@ -220,6 +220,7 @@ pub fn exists(pid: i32) -> bool {
     kill(Pid::from_raw(pid), None).is_ok()
 }
 
+// ANCHOR: write_atomically
 /// Writes `bytes` to `path` so that a crash leaves the old or the new file, never a mix.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
     let tmp = path.with_extension("tmp");
@@ -236,6 +237,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
     };
     write().map_err(|e| RuntimeError::io("writing", path, e))
 }
+// ANCHOR_END: write_atomically
 
 /// Now, as runc writes it in `created`.
 pub fn now_rfc3339() -> String {
