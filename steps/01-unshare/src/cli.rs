@@ -6,6 +6,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use oci_spec::runtime::Spec;
 
 use crate::launch::{self, LaunchError};
+use crate::security_opt::SeccompChoice;
 use crate::signals;
 use crate::stage::{Stage, StageBuildError};
 
@@ -58,9 +59,12 @@ pub struct RunArgs {
     /// Take a capability of the default set away (CHOWN, ALL...)
     #[arg(long = "cap-drop", value_name = "CAP")]
     pub cap_drop: Vec<String>,
-    /// Every capability and no no_new_privs: root in the container is root
+    /// Every capability, no seccomp filter and no no_new_privs: root in the container is root
     #[arg(long)]
     pub privileged: bool,
+    /// seccomp=unconfined|PROFILE.json, no-new-privileges[=true|false] (as docker run's)
+    #[arg(long = "security-opt", value_name = "OPTION")]
+    pub security_opt: Vec<String>,
     /// The command to run and its arguments
     // No allow_hyphen_values: a mistyped flag must be an error, not a command to run; after
     // the first word everything is the command's (trailing_var_arg), so `sh -c ...` works.
@@ -79,9 +83,20 @@ impl ToSpec for RunArgs {
         if self.user.is_some_and(|(uid, _)| uid != 0) {
             crate::capabilities::for_non_root_user(&mut capabilities);
         }
+        let security = crate::security_opt::parse(&self.security_opt)?;
         if let Some(process) = spec.process_mut() {
             process.set_capabilities(Some(capabilities));
-            process.set_no_new_privileges(Some(!self.privileged));
+            process.set_no_new_privileges(Some(security.no_new_privileges.unwrap_or(!self.privileged)));
+        }
+        // As docker: --privileged means no filter, unless a profile is named.
+        let seccomp = match security.seccomp {
+            SeccompChoice::Default if self.privileged => None,
+            SeccompChoice::Default => Some(crate::seccomp::profile::default_profile(&set)?),
+            SeccompChoice::Unconfined => None,
+            SeccompChoice::Profile(json) => Some(crate::seccomp::profile::parse_profile(&json, &set)?),
+        };
+        if let Some(linux) = spec.linux_mut() {
+            linux.set_seccomp(seccomp);
         }
         Ok(spec)
     }

@@ -17,6 +17,8 @@ pub mod launch;
 pub mod namespaces;
 pub mod path_error;
 pub mod process_limits;
+pub mod seccomp;
+pub mod security_opt;
 pub mod signals;
 pub mod spec;
 pub mod stage;
@@ -44,7 +46,8 @@ impl cli::Step for Step01 {
 }
 
 // ANCHOR: stages
-/// The stages of step 01: the namespaces, and the spec's sysctls and process limits.
+/// The stages of step 01: the namespaces, the spec's sysctls and process limits, the
+/// process's privileges and its seccomp filter.
 pub fn stages(spec: &Spec) -> Result<Vec<Box<dyn Stage>>, StageBuildError> {
     let namespaces = namespaces::Namespaces::from_spec(spec).map_err(StageBuildError::new)?;
     let mut stages: Vec<Box<dyn Stage>> = vec![Box::new(namespaces)];
@@ -59,6 +62,10 @@ pub fn stages(spec: &Spec) -> Result<Vec<Box<dyn Stage>>, StageBuildError> {
     // And what the process gives up last: root (process.user), capabilities, no_new_privs.
     if let Some(privileges) = capabilities::Privileges::from_spec(spec) {
         stages.push(Box::new(privileges));
+    }
+    // And the system calls it may make at all.
+    if let Some(filter) = seccomp::Seccomp::from_spec(spec).map_err(StageBuildError::new)? {
+        stages.push(Box::new(filter));
     }
     Ok(stages)
 }

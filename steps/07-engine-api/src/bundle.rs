@@ -62,6 +62,9 @@ pub struct HostConfig {
     pub cap_add: Option<Vec<String>>,
     pub cap_drop: Option<Vec<String>>,
     pub privileged: bool,
+    /// `seccomp=unconfined`, `seccomp={JSON}` (the CLI sends the profile file's content),
+    /// `no-new-privileges[=BOOL]`.
+    pub security_opt: Option<Vec<String>>,
 }
 
 /// `Cmd`/`Entrypoint`: a list, or (old clients) one string, or null.
@@ -122,6 +125,9 @@ pub fn command_line(
     }
     if host.privileged {
         argv.push("--privileged".into());
+    }
+    for option in host.security_opt.iter().flatten() {
+        argv.extend(["--security-opt".into(), option.clone()]);
     }
     if host.memory > 0 {
         argv.extend(["-m".into(), host.memory.to_string()]);

@@ -11,6 +11,7 @@ use step03_mount_ns::step02_pid_ns::step01_unshare::launch::{self, Detached};
 use step03_mount_ns::step02_pid_ns::step01_unshare::oci_spec::runtime::{
     Capabilities, LinuxNamespaceType, Process, Spec, User,
 };
+use step03_mount_ns::step02_pid_ns::step01_unshare::seccomp::Seccomp;
 use step03_mount_ns::step02_pid_ns::step01_unshare::signals;
 use step03_mount_ns::step02_pid_ns::step01_unshare::stage::{Stage, StageError, StageOrder};
 
@@ -201,6 +202,10 @@ pub fn exec(context: &Context, args: &ExecArgs) -> Result<i32, RuntimeError> {
     // --process): `docker exec` is no way around them.
     if let Some(privileges) = Privileges::from_spec(&spec) {
         stages.push(Box::new(privileges));
+    }
+    // And the container's seccomp filter: exec is no way around it either.
+    if let Some(filter) = Seccomp::from_spec(&spec).map_err(|e| RuntimeError::Usage(e.to_string()))? {
+        stages.push(Box::new(filter));
     }
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     if terminal {

@@ -108,7 +108,7 @@ pub async fn info(state: State) -> Response {
             "Runtimes": {"keel": {"path": engine.runtime.binary}},
             "DefaultRuntime": "keel",
             "Swarm": {"LocalNodeState": "inactive"},
-            "SecurityOptions": [],
+            "SecurityOptions": ["name=seccomp,profile=builtin", "name=no-new-privileges"],
             "Warnings": null,
         }),
     )
