@@ -138,11 +138,17 @@ impl Stage for Rootfs {
         }
         if let Some(root) = &self.root {
             enter(root)?;
+            // ANCHOR: nodev
+            // nodev: a device node in the rootfs (an image's layer may carry any) opens
+            // nothing. Devices are /dev's business, a mount of its own with the default list.
+            let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NODEV;
             if self.read_only {
-                let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-                mount(none(), c"/", none(), flags, none())
-                    .map_err(|errno| ChildError::setup(errno, &[b"making the rootfs read-only: mount"]))?;
+                flags |= MsFlags::MS_RDONLY;
             }
+            mount(none(), c"/", none(), flags, none()).map_err(|errno| {
+                ChildError::setup(errno, &[b"making the rootfs nodev (and read-only if asked): mount"])
+            })?;
+            // ANCHOR_END: nodev
         }
         Ok(())
     }

@@ -120,6 +120,21 @@ pub fn default_profile(capabilities: &Capabilities) -> Result<LinuxSeccomp, Prof
             syscalls.push(eperm(names.iter().map(|n| n.to_string()).collect(), Vec::new())?);
         }
     }
+    // Device nodes: a container's devices are the few step 03 puts in /dev. mknod of a
+    // character or block device (the host's disk, its memory...) is refused, even with
+    // CAP_MKNOD, which Docker's default set keeps for fifos and sockets. (mode is mknod's
+    // second argument and mknodat's third.)
+    for (call, index) in [("mknod", 1usize), ("mknodat", 2)] {
+        for kind in [libc::S_IFCHR, libc::S_IFBLK] {
+            let kind_is = LinuxSeccompArgBuilder::default()
+                .index(index)
+                .value(u64::from(libc::S_IFMT))
+                .value_two(u64::from(kind))
+                .op(LinuxSeccompOperator::ScmpCmpMaskedEq)
+                .build()?;
+            syscalls.push(eperm(vec![call.into()], vec![kind_is])?);
+        }
+    }
     if !capabilities.contains(&Capability::SysAdmin) {
         for flag in NAMESPACE_FLAGS {
             let flag = flag as u64;
