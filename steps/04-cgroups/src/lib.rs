@@ -26,6 +26,7 @@ use cgroups::Layout;
 /// The CFS period keel uses: `--cpus 0.5` is a quota of 50 000 µs per 100 000 µs.
 pub const CPU_PERIOD_US: u64 = 100_000;
 
+// ANCHOR: limit_errors
 fn parse_memory(text: &str) -> Result<i64, String> {
     let bytes = size::parse_bytes(text)?;
     if bytes < 6 << 20 {
@@ -67,6 +68,7 @@ fn parse_pids(text: &str) -> Result<i64, String> {
 }
 
 fn parse_cgroup_parent(text: &str) -> Result<String, String> {
+    // ANCHOR_END: limit_errors
     cgroups::relative_path(text)
         .map(|p| p.display().to_string())
         .map_err(|e| e.to_string())
@@ -183,6 +185,18 @@ fn without_cgroup_mounts(spec: &Spec) -> (Spec, bool) {
 pub fn stages(spec: &Spec) -> Result<Vec<Box<dyn Stage>>, StageBuildError> {
     let (earlier, mount_view) = without_cgroup_mounts(spec);
     let mut stages = step03_mount_ns::stages(&earlier)?;
+    // Without root (a rootless container, in step 01's user namespace) no cgroup can be
+    // made: one without limits stays in its launcher's cgroup, as rootless podman's do on a
+    // machine that delegates none; limits are refused rather than silently not enforced.
+    if !nix::unistd::geteuid().is_root() {
+        if asks_for_limits(spec) {
+            return Err(StageBuildError::new(RootlessLimits));
+        }
+        let layout = Layout::detect().map_err(StageBuildError::new)?;
+        let namespace = cgroup_namespace::CgroupNamespace::from_spec(spec, &layout, mount_view);
+        stages.push(Box::new(namespace.map_err(StageBuildError::new)?));
+        return Ok(stages);
+    }
     let layout = Layout::detect().map_err(StageBuildError::new)?;
     stages.push(Box::new(
         limits::Limits::from_spec(spec, &layout).map_err(StageBuildError::new)?,
@@ -192,6 +206,17 @@ pub fn stages(spec: &Spec) -> Result<Vec<Box<dyn Stage>>, StageBuildError> {
     Ok(stages)
 }
 // ANCHOR_END: stages
+
+#[derive(Debug, thiserror::Error)]
+#[error("cgroup limits (--memory, --cpus, --cpu-shares, --pids-limit) need root: this machine delegates no cgroup to your user. Run as root, or without limits")]
+pub struct RootlessLimits;
+
+fn asks_for_limits(spec: &Spec) -> bool {
+    let Some(resources) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) else {
+        return false;
+    };
+    resources.memory().is_some() || resources.cpu().is_some() || resources.pids().is_some()
+}
 
 /// Step 04 on the shared command line.
 pub struct Step04;

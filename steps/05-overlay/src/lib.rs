@@ -49,7 +49,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub keep: bool,
     /// Where keel keeps its data (snapshots under ROOT/snapshots)
-    #[arg(long, value_name = "DIR", default_value = store::DEFAULT_ROOT)]
+    #[arg(long, value_name = "DIR", default_value_os_t = store::default_root())]
     pub root: PathBuf,
     #[command(flatten)]
     pub step04: step04_cgroups::RunArgs,
@@ -212,7 +212,7 @@ pub enum More {
     /// Look at and manage containers' snapshots (their writable layers)
     Snapshot {
         /// Where keel keeps its data
-        #[arg(long, value_name = "DIR", default_value = store::DEFAULT_ROOT)]
+        #[arg(long, value_name = "DIR", default_value_os_t = store::default_root())]
         root: PathBuf,
         #[command(subcommand)]
         command: SnapshotCommand,

@@ -53,9 +53,9 @@ impl Stage for SnapshotStage {
     fn cleanup(&self) {
         let result = if self.keep {
             // The work dir is overlayfs's scratch space: nothing in it is worth keeping.
-            std::fs::remove_dir_all(self.snapshot.work()).and_then(|()| std::fs::create_dir(self.snapshot.work()))
+            crate::store::remove_tree(&self.snapshot.work()).and_then(|()| std::fs::create_dir(self.snapshot.work()))
         } else {
-            std::fs::remove_dir_all(&self.snapshot.dir)
+            crate::store::remove_tree(&self.snapshot.dir)
         };
         if let Err(error) = result {
             eprintln!("warning: cleaning up snapshot {}: {error}", self.snapshot.dir.display());

@@ -7,10 +7,50 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 pub use step04_cgroups::step03_mount_ns::step02_pid_ns::step01_unshare::path_error::{path_error as io, PathError};
 
-/// The data root when `--root` is not given.
+/// Removes a snapshot's directory (or its work dir). overlayfs leaves `work/work` with mode
+/// 000: root goes through regardless, but a rootless user must first give the directories
+/// back their permissions, which only their owner can.
+pub fn remove_tree(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
+            open_up(dir)?;
+            std::fs::remove_dir_all(dir)
+        }
+        other => other,
+    }
+}
+
+fn open_up(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            open_up(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// The data root of root's containers.
 pub const DEFAULT_ROOT: &str = "/var/lib/keel";
 
+/// The data root when `--root` is not given: [`DEFAULT_ROOT`] for root; without root (a
+/// rootless container, in step 01's user namespace) the user's own, as podman's:
+/// `$XDG_DATA_HOME/keel`, else `~/.local/share/keel`.
+pub fn default_root() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from(DEFAULT_ROOT);
+    }
+    std::env::var_os("XDG_DATA_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")))
+        .map_or_else(|| PathBuf::from(DEFAULT_ROOT), |data| data.join("keel"))
+}
+
 #[derive(Debug, thiserror::Error)]
+// ANCHOR: errors
 pub enum StoreError {
     #[error("snapshot name {0:?} is not valid: use 1 to 64 letters, digits, '.', '_' or '-'")]
     BadId(String),
@@ -23,6 +63,7 @@ pub enum StoreError {
     #[error(transparent)]
     Io(#[from] PathError),
 }
+// ANCHOR_END: errors
 
 /// The snapshots under a data root.
 #[derive(Debug, Clone)]
@@ -129,7 +170,7 @@ impl Store {
     pub fn remove(&self, id: &str) -> Result<(), StoreError> {
         let snapshot = self.get(id)?;
         let _lock = snapshot.lock()?;
-        std::fs::remove_dir_all(&snapshot.dir)
+        remove_tree(&snapshot.dir)
             .map_err(io("removing", &snapshot.dir))
             .map_err(Into::into)
     }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::reference::Reference;
 use crate::registry::RegistryOptions;
-use crate::store::{Store, DEFAULT_ROOT};
+use crate::store::{default_root, Store};
 use step05_overlay::step04_cgroups::step03_mount_ns::step02_pid_ns::step01_unshare::cli::MoreCommands;
 
 #[derive(Debug, Subcommand)]
@@ -31,25 +31,25 @@ pub enum More {
         /// Print only the image name
         #[arg(short, long)]
         quiet: bool,
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_ROOT)]
+        #[arg(long, value_name = "DIR", default_value_os_t = default_root())]
         root: PathBuf,
     },
     /// List images
     Images {
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_ROOT)]
+        #[arg(long, value_name = "DIR", default_value_os_t = default_root())]
         root: PathBuf,
     },
     /// Show an image's details as JSON
     Inspect {
         reference: String,
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_ROOT)]
+        #[arg(long, value_name = "DIR", default_value_os_t = default_root())]
         root: PathBuf,
     },
     /// Give an image another name
     Tag {
         source: String,
         target: String,
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_ROOT)]
+        #[arg(long, value_name = "DIR", default_value_os_t = default_root())]
         root: PathBuf,
     },
     /// Remove images (refused while a container snapshot uses one, unless --force)
@@ -58,7 +58,7 @@ pub enum More {
         references: Vec<String>,
         #[arg(short, long)]
         force: bool,
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_ROOT)]
+        #[arg(long, value_name = "DIR", default_value_os_t = default_root())]
         root: PathBuf,
     },
     /// Make an image from a root filesystem tarball (plain or gzip; - for stdin)
@@ -68,7 +68,7 @@ pub enum More {
         /// The image's default command, as in --change 'CMD ["sh"]' (repeat for arguments)
         #[arg(long = "cmd", value_name = "WORD")]
         cmd: Vec<String>,
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_ROOT)]
+        #[arg(long, value_name = "DIR", default_value_os_t = default_root())]
         root: PathBuf,
     },
     /// Write images to a tar (docker save format and OCI layout in one)
@@ -78,7 +78,7 @@ pub enum More {
         /// The file to write (default: standard output, when it is not a terminal)
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_ROOT)]
+        #[arg(long, value_name = "DIR", default_value_os_t = default_root())]
         root: PathBuf,
     },
     /// Load images from a tar written by `docker save`, `save` or an OCI layout
@@ -86,14 +86,14 @@ pub enum More {
         /// The file to read (default: standard input)
         #[arg(short, long, value_name = "FILE")]
         input: Option<PathBuf>,
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_ROOT)]
+        #[arg(long, value_name = "DIR", default_value_os_t = default_root())]
         root: PathBuf,
     },
     /// Put the embedded busybox image in the store (built from the host's static busybox)
     Busybox {
         #[arg(default_value = "busybox:latest")]
         reference: String,
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_ROOT)]
+        #[arg(long, value_name = "DIR", default_value_os_t = default_root())]
         root: PathBuf,
     },
 }

@@ -646,6 +646,12 @@ fn or_zero(field: &[u8], parsed: std::io::Result<u64>) -> std::io::Result<u64> {
     }
 }
 
+/// The user's own ids when unpacking without root.
+fn rootless_owner() -> Option<(u32, u32)> {
+    let uid = nix::unistd::geteuid();
+    (!uid.is_root()).then(|| (uid.as_raw(), nix::unistd::getegid().as_raw()))
+}
+
 /// The entry's mode, owner, mtime and allowed xattrs, refused if out of range.
 fn meta<R: Read>(entry: &mut Entry<'_, R>, name: &str) -> Result<Meta, UnpackError> {
     let bad = |what: &str, e: &dyn std::fmt::Display| UnpackError::BadHeader {
@@ -659,6 +665,12 @@ fn meta<R: Read>(entry: &mut Entry<'_, R>, name: &str) -> Result<Meta, UnpackErr
     let uid = u32::try_from(uid).map_err(|e| bad("uid", &e))?;
     let gid = or_zero(&raw.gid, header.gid()).map_err(|e| bad("gid", &e))?;
     let gid = u32::try_from(gid).map_err(|e| bad("gid", &e))?;
+    // Without root (a rootless store), every file is the user's own: the user namespace
+    // maps that one id to root inside, and no other owner could be set anyway.
+    let (uid, gid) = match rootless_owner() {
+        Some(owner) => owner,
+        None => (uid, gid),
+    };
     let mtime = or_zero(&raw.mtime, header.mtime()).map_err(|e| bad("mtime", &e))?;
     let mtime = i64::try_from(mtime).map_err(|e| bad("mtime", &e))?;
     let xattrs = xattrs(entry).map_err(|e| bad("PAX header", &e))?;

@@ -26,7 +26,7 @@ pub use step05_overlay::step04_cgroups::step03_mount_ns::step02_pid_ns::step01_u
 };
 
 /// The data root when `--root` is not given (shared with step 05's snapshots).
-pub use step05_overlay::store::DEFAULT_ROOT;
+pub use step05_overlay::store::{default_root, DEFAULT_ROOT};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
