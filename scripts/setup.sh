@@ -36,6 +36,11 @@ command -v containerd >/dev/null || missing+=(containerd)
 command -v runc >/dev/null || missing+=(runc)
 command -v crun >/dev/null || missing+=(crun)
 command -v script >/dev/null || missing+=(bsdutils)
+# The book's run-it blocks (tests/book_run_it.rs) trace the engine and call its API by hand.
+command -v strace >/dev/null || missing+=(strace)
+command -v curl >/dev/null || missing+=(curl)
+# Book diagrams are regenerated from their sources with graphviz (book/tools/diagrams.sh);
+# the checked-in SVGs need nothing to build.
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   apt-get update -qq

@@ -32,6 +32,7 @@ pub const HANDLED: [LinuxNamespaceType; 4] = [
 ];
 
 #[derive(Debug, thiserror::Error)]
+// ANCHOR: errors
 pub enum NamespaceError {
     #[error("joining the {typ} namespace {}: {}{}", path.display(), errno.desc(), join_hint(*errno))]
     Join {
@@ -44,6 +45,7 @@ pub enum NamespaceError {
     #[error("the hostname {0:?} is not valid: {1}")]
     BadHostname(String, &'static str),
 }
+// ANCHOR_END: errors
 
 /// The clone flag for a namespace type (the OCI enum carries the kernel's own bit).
 pub fn clone_flag(typ: LinuxNamespaceType) -> CloneFlags {

@@ -87,12 +87,14 @@ pub struct Engine {
 }
 
 #[derive(Debug, thiserror::Error)]
+// ANCHOR: lookup_errors
 pub enum LookupError {
     #[error("No such container: {0}")]
     NotFound(String),
     #[error("multiple containers found with provided prefix: {0}")]
     Ambiguous(String),
 }
+// ANCHOR_END: lookup_errors
 
 impl Engine {
     pub fn containers_dir(root: &Path) -> PathBuf {
