@@ -15,12 +15,23 @@ pub struct Engine {
     /// at the same time must not share addresses.
     pub bridge: String,
     pub subnet: String,
+    /// A tmpfs the data root lives on (`start_on_tmpfs`), unmounted when dropped.
+    tmpfs: Option<PathBuf>,
 }
 
 static ENGINES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl Engine {
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// An engine whose data root is a tmpfs of `size` (`"8m"`): a small disk that fills up.
+    pub fn start_on_tmpfs(size: &str) -> Self {
+        Self::start_with(Some(size))
+    }
+
+    fn start_with(tmpfs: Option<&str>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("keel-test-engine-")
             .tempdir()
@@ -32,7 +43,14 @@ impl Engine {
             child: None,
             bridge: format!("kt{}x{n}", std::process::id() % 100_000),
             subnet: format!("172.30.{}.0/24", (std::process::id() + n) % 250),
+            tmpfs: None,
         };
+        if let Some(size) = tmpfs {
+            let root = engine.root();
+            std::fs::create_dir_all(&root).expect("root dir");
+            mount_tmpfs(&root, size, nix::mount::MsFlags::empty());
+            engine.tmpfs = Some(root);
+        }
         engine.spawn();
         engine
     }
@@ -47,6 +65,12 @@ impl Engine {
 
     pub fn runtime_root(&self) -> PathBuf {
         self.dir.path().join("run")
+    }
+
+    /// Gives the tmpfs of `start_on_tmpfs` a new size (its content stays).
+    pub fn resize_tmpfs(&self, size: &str) {
+        let root = self.tmpfs.as_ref().expect("an engine started with start_on_tmpfs");
+        mount_tmpfs(root, size, nix::mount::MsFlags::MS_REMOUNT);
     }
 
     /// A scratch path inside the engine's temp dir (removed with it).
@@ -192,9 +216,18 @@ impl Drop for Engine {
         }
         self.stop();
         remove_bridge(&self.bridge);
+        if let Some(tmpfs) = self.tmpfs.take() {
+            let _ = nix::mount::umount2(&tmpfs, nix::mount::MntFlags::MNT_DETACH);
+        }
         // Snapshots' work dirs hold d--------- entries overlayfs made: remove_dir_all copes.
         let _ = std::fs::remove_dir_all(self.dir.path());
     }
+}
+
+fn mount_tmpfs(path: &std::path::Path, size: &str, flags: nix::mount::MsFlags) {
+    let options = format!("size={size},mode=0711");
+    nix::mount::mount(Some("tmpfs"), path, Some("tmpfs"), flags, Some(options.as_str()))
+        .unwrap_or_else(|e| panic!("mounting a tmpfs of {size} on {}: {e}", path.display()));
 }
 
 /// The stdout of a docker command that must have succeeded.

@@ -308,6 +308,12 @@ impl Engine {
         if let Err(error) = self.networks.setup().await {
             tracing::error!("setting up the networks: {error}");
         }
+        // Before the ports: a container found running gets its rules back below.
+        for container in self.all() {
+            if !container.record().running() {
+                self.settle(&container).await;
+            }
+        }
         // Published ports are rebuilt from this engine's records: no rule twice, none for
         // the dead; other engines' rules on the same host are left alone.
         for container in self.all() {
@@ -336,6 +342,50 @@ impl Engine {
                 self.exited(&container).await;
             }
         }
+    }
+
+    /// A container its record says is not running, after an engine died in its start (or
+    /// create, or rm): what was interrupted is finished, one way or the other. Started by
+    /// its monitor before the engine could record it: it runs, so it is recorded as running.
+    /// Anything else the runtime still holds (a created container no monitor will start)
+    /// is deleted, and its network (veth, port rules, address) undone.
+    async fn settle(&self, container: &Arc<Container>) {
+        let log = self.runtime_log(container);
+        let socket = self.monitor_socket(container);
+        // Asked only when the runtime keeps state for it (one process less per stopped one).
+        let state = match self.runtime.root.join(&container.id).exists() {
+            true => match self.runtime.output(&log, &["state", &container.id]).await {
+                Ok(text) => serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default(),
+                Err(_) => serde_json::Value::Null, // gone meanwhile
+            },
+            false => serde_json::Value::Null,
+        };
+        let monitor = tokio::net::UnixStream::connect(&socket).await.is_ok();
+        if monitor && state["status"] == "running" {
+            let pid = state["pid"].as_i64().unwrap_or(0) as i32;
+            let adopted = container.update(|record| {
+                record.state.status = Status::Running;
+                record.state.pid = pid;
+                record.state.error.clear();
+                record.state.started_at = Some(now_rfc3339());
+                record.state.finished_at = None;
+            });
+            match adopted {
+                Ok(()) => {
+                    container.lifecycle.send_modify(|l| l.running = true);
+                    return;
+                }
+                Err(error) => tracing::error!("recording {} as running: {error}", container.id),
+            }
+        }
+        if !state.is_null() {
+            tracing::warn!("deleting {}, which an engine left half-started", container.id);
+            let _ = self.runtime.call(&log, &["delete", "--force", &container.id]).await;
+        }
+        if !monitor {
+            let _ = std::fs::remove_file(&socket);
+        }
+        self.disconnect(container).await;
     }
 
     /// Networking for a container whose first process is `pid`, before it starts.

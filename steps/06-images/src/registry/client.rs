@@ -347,9 +347,15 @@ impl Client {
             }
         }
         let partial = Partial::new(dest);
+        let what = format!("blob {digest} from {name}");
         let io = |action: &'static str| {
-            let path = partial.path.clone();
-            move |source| RegistryError::Io { action, path, source }
+            let (what, path) = (what.clone(), partial.path.clone());
+            move |source| RegistryError::Io {
+                what,
+                action,
+                path,
+                source,
+            }
         };
         let file = File::create(&partial.path).map_err(io("create"))?;
         let mut writer = Hashing::new(BufWriter::new(file));
@@ -364,7 +370,7 @@ impl Client {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     return Err(RegistryError::Download {
-                        what: format!("blob {digest} from {name}"),
+                        what: what.clone(),
                         why: cause(&e),
                     })
                 }
@@ -393,6 +399,7 @@ impl Client {
         file.sync_all().map_err(io("sync"))?;
         drop(file);
         std::fs::rename(&partial.path, dest).map_err(|source| RegistryError::Io {
+            what,
             action: "rename to",
             path: dest.to_owned(),
             source,

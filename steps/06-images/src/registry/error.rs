@@ -85,8 +85,11 @@ pub enum RegistryError {
     #[error("{what}: the download broke off: {why}")]
     Download { what: String, why: String },
 
-    #[error("cannot {action} {path}: {source}")]
+    /// Storing a download failed (a full disk, most often): `what` names the blob, `path`
+    /// the file, so the message says which disk to free.
+    #[error("{what}: cannot {action} {path}: {source}")]
     Io {
+        what: String,
         action: &'static str,
         path: PathBuf,
         source: std::io::Error,

@@ -7,7 +7,15 @@ use std::path::PathBuf;
 use super::images::Image;
 use super::{io, Store, StoreError};
 use crate::digest::Digest;
-use crate::unpack::{decompress, unpack_layer};
+use crate::unpack::{decompress, unpack_layer, UnpackError};
+
+/// A write that failed for want of room (ENOSPC), or of quota (EDQUOT).
+fn is_no_space(error: &UnpackError) -> bool {
+    let UnpackError::Io { error, .. } = error else {
+        return false;
+    };
+    error.kind() == std::io::ErrorKind::StorageFull || error.raw_os_error() == Some(nix::libc::EDQUOT)
+}
 
 impl Store {
     pub fn layer_dir(&self, diff_id: &Digest) -> PathBuf {
@@ -54,10 +62,23 @@ impl Store {
         let file = File::open(&path).map_err(|_| StoreError::MissingBlob(blob.clone()))?;
         let tmp = self.tmp_path("layer");
         std::fs::create_dir(&tmp).map_err(io("creating", &tmp))?;
-        let failed = |source| StoreError::Unpack {
-            image: image.manifest_digest.to_string(),
-            diff_id: diff_id.clone(),
-            error: source,
+        let failed = |source: UnpackError| {
+            let (image, diff_id) = (image.manifest_digest.to_string(), diff_id.clone());
+            if is_no_space(&source) {
+                let dir = dir.clone();
+                StoreError::NoSpace {
+                    image,
+                    diff_id,
+                    dir,
+                    error: source,
+                }
+            } else {
+                StoreError::Unpack {
+                    image,
+                    diff_id,
+                    error: source,
+                }
+            }
         };
         let unpacked = decompress(file).and_then(|tar| unpack_layer(tar, &tmp));
         let unpacked = match unpacked {

@@ -52,6 +52,15 @@ pub enum StoreError {
         diff_id: Digest,
         error: UnpackError,
     },
+    /// The disk filled up while unpacking: said apart from a bad layer, with the place, since
+    /// the fix is room on that disk, not another image.
+    #[error("layer {diff_id} of image {image}: no room to unpack it into {}: {error}", dir.display())]
+    NoSpace {
+        image: String,
+        diff_id: Digest,
+        dir: PathBuf,
+        error: UnpackError,
+    },
     #[error("layer {blob} unpacks to {actual}, but the image config says {expected}: refusing it")]
     DiffIdMismatch {
         blob: Digest,
@@ -92,19 +101,26 @@ impl Store {
         &self.root
     }
 
-    /// Removes what interrupted work left in tmp/ (only entries older than a minute: another
-    /// process may be working right now).
+    /// Removes what interrupted work left in tmp/: each entry is named after the process
+    /// that made it (`tmp_path`), and goes once that process is gone (killed mid-pull, say).
+    /// Work of a live process stays however long it takes: another process (a pull beside
+    /// the engine's `docker run`) may be writing there right now. Entries not named so go
+    /// after a minute.
     fn clear_tmp(&self) {
         let tmp = self.dir.join("tmp");
         let Ok(entries) = std::fs::read_dir(&tmp) else { return };
         for entry in entries.flatten() {
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age.as_secs() > 60);
-            if old {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let stale = match owner(&name) {
+                Some(pid) => !alive(pid),
+                None => entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age.as_secs() > 60),
+            };
+            if stale {
                 let path = entry.path();
                 let _ = if path.is_dir() {
                     std::fs::remove_dir_all(&path)
@@ -115,7 +131,8 @@ impl Store {
         }
     }
 
-    /// A fresh path under tmp/ for work in progress.
+    /// A fresh path under tmp/ for work in progress: `HINT-PID-NANOS`, the pid telling
+    /// `clear_tmp` whether its maker still runs.
     pub fn tmp_path(&self, hint: &str) -> PathBuf {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -123,5 +140,45 @@ impl Store {
         self.dir
             .join("tmp")
             .join(format!("{hint}-{}-{nanos}", std::process::id()))
+    }
+}
+
+/// The pid in a `tmp_path` name (`pull-1234-5678.partial` → 1234).
+fn owner(name: &str) -> Option<i32> {
+    let mut parts = name.rsplitn(3, '-');
+    let (_nanos, pid, _hint) = (parts.next()?, parts.next()?, parts.next()?);
+    pid.parse().ok().filter(|pid| *pid > 0)
+}
+
+/// Whether process `pid` exists (signal 0 checks without sending anything).
+fn alive(pid: i32) -> bool {
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(errno) => errno != nix::errno::Errno::ESRCH,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tmp_work_of_a_dead_process_goes_and_a_live_ones_stays() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(root.path()).expect("open");
+        let ours = store.tmp_path("layer");
+        std::fs::create_dir(&ours).expect("mkdir");
+        // A child that has exited and been reaped: its pid names no process any more.
+        let mut child = std::process::Command::new("true").spawn().expect("true");
+        let dead = child.id();
+        child.wait().expect("wait");
+        let theirs = store.dir.join("tmp").join(format!("pull-{dead}-1.partial"));
+        std::fs::write(&theirs, b"half a blob").expect("write");
+        let store = Store::open(root.path()).expect("reopen");
+        assert!(ours.is_dir(), "the work of a live process was removed");
+        assert!(!theirs.exists(), "a dead process's download was kept");
+        assert_eq!(owner("pull-1234-5678.partial"), Some(1234));
+        assert_eq!(owner("stray"), None);
+        drop(store);
     }
 }

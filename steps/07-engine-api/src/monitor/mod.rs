@@ -144,6 +144,16 @@ fn run(args: &MonitorArgs, control: &mut impl Write) -> Result<(), MonitorError>
         return Err(runtime_failed(&dir, "create"));
     }
     // ANCHOR_END: runtime_create
+    // From here until the container starts, any way out (an error, an engine that died and
+    // left a broken pipe) must delete it: else its cgroup, state and waiting init outlive
+    // everyone, and a later start of the same id fails with "already exists".
+    let socket = crate::record::monitor_socket(&args.runtime_root, &args.id);
+    let mut abandon = Abandon {
+        args,
+        dir: &dir,
+        socket: &socket,
+        armed: true,
+    };
     let ours = stdio.finish()?;
     if let (Some(master), Some(size)) = (&ours.master, &args.console_size) {
         // The first program may ask for the size before any resize arrives.
@@ -172,7 +182,6 @@ fn run(args: &MonitorArgs, control: &mut impl Write) -> Result<(), MonitorError>
         args.stdin_once,
     ));
     let pumps = pump::start(&shared, ours.outputs);
-    let socket = crate::record::monitor_socket(&args.runtime_root, &args.id);
     clients::serve(&shared, &socket)?;
 
     // ANCHOR: handshake
@@ -180,21 +189,17 @@ fn run(args: &MonitorArgs, control: &mut impl Write) -> Result<(), MonitorError>
     let mut line = String::new();
     let _ = std::io::stdin().lock().read_line(&mut line);
     if line.trim() != "start" {
-        // The engine went away (or changed its mind) before starting it.
-        let _ = runtime(args, &dir).args(["delete", "--force", &args.id]).status();
-        let _ = std::fs::remove_file(&socket);
+        // The engine went away (or changed its mind) before starting it: `abandon` deletes.
         return Err(MonitorError::Runtime("the container was not started".into()));
     }
     let started = runtime(args, &dir).args(["start", &args.id]).status();
-    match started {
-        Ok(status) if status.success() => writeln!(control, "started").map_err(io("answering the engine"))?,
-        _ => {
-            let error = runtime_failed(&dir, "start");
-            let _ = runtime(args, &dir).args(["delete", "--force", &args.id]).status();
-            let _ = std::fs::remove_file(&socket);
-            return Err(error);
-        }
+    if !started.is_ok_and(|status| status.success()) {
+        return Err(runtime_failed(&dir, "start"));
     }
+    // Running: from now on its end is reaped and recorded below, whatever the engine does.
+    abandon.armed = false;
+    // An engine that died meanwhile does not hear it; the next one finds the monitor.
+    let _ = writeln!(control, "started");
     detach_from_engine();
     // ANCHOR_END: handshake
 
@@ -221,6 +226,25 @@ fn run(args: &MonitorArgs, control: &mut impl Write) -> Result<(), MonitorError>
     shared.exited(exit);
     // ANCHOR_END: exit
     Ok(())
+}
+
+/// Deletes a container that was created but never started, when the monitor gives up on it.
+struct Abandon<'a> {
+    args: &'a MonitorArgs,
+    dir: &'a ContainerDir,
+    socket: &'a Path,
+    armed: bool,
+}
+
+impl Drop for Abandon<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = runtime(self.args, self.dir)
+                .args(["delete", "--force", &self.args.id])
+                .status();
+            let _ = std::fs::remove_file(self.socket);
+        }
+    }
 }
 
 fn read_pid(path: &Path) -> Result<i32, MonitorError> {

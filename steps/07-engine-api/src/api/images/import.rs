@@ -252,7 +252,8 @@ fn import_request(source: &str, params: &Params) -> ApiResult<(Reference, serde_
 /// own disk failed.
 fn input_error(error: StoreError) -> ApiError {
     match error {
-        StoreError::Io(_) => ApiError::internal(error),
+        // The engine's disk, not the client's input: a server error.
+        StoreError::Io(_) | StoreError::NoSpace { .. } => ApiError::internal(error),
         other => ApiError::bad_request(other.to_string()),
     }
 }
