@@ -36,6 +36,8 @@ command -v containerd >/dev/null || missing+=(containerd)
 command -v runc >/dev/null || missing+=(runc)
 command -v crun >/dev/null || missing+=(crun)
 command -v script >/dev/null || missing+=(bsdutils)
+# socat bridges the engine's unix socket to 127.0.0.1 for the API fuzzer (tests/step07_fuzz.rs).
+command -v socat >/dev/null || missing+=(socat)
 # The book's run-it blocks (tests/book_run_it.rs) trace the engine and call its API by hand.
 command -v strace >/dev/null || missing+=(strace)
 command -v curl >/dev/null || missing+=(curl)
@@ -51,6 +53,13 @@ fi
 if ! python3 -c 'import docker' 2>/dev/null; then
   echo "installing docker-py (pip install docker)"
   python3 -m pip install --quiet --disable-pip-version-check docker
+fi
+
+# schemathesis fuzzes the engine's API from its OpenAPI document (tests/step07_fuzz.rs);
+# pinned: its command line changes between majors (4.x works with Python 3.11).
+if ! command -v schemathesis >/dev/null || ! schemathesis --version | grep -q ' 4\.32\.5$'; then
+  echo "installing schemathesis (pip install schemathesis==4.32.5)"
+  python3 -m pip install --quiet --disable-pip-version-check 'schemathesis==4.32.5'
 fi
 
 if ! command -v cargo >/dev/null; then

@@ -36,6 +36,8 @@ pub struct ExecPlan {
     /// `process.user`'s uid when it is not root: the capabilities stage switches to it; this
     /// only checks, so that a launch without that stage fails instead of running as root.
     uid: Option<Uid>,
+    /// Check that the working directory is inside the root (see [`crate::leaked_fds`]).
+    check_cwd: bool,
     // The CStrings own the bytes the pointer arrays below point into; neither moves after
     // construction, so the pointers stay valid for as long as the plan lives.
     _argv: Vec<CString>,
@@ -71,6 +73,7 @@ impl ExecPlan {
             candidates,
             cwd: CString::new(process.cwd().as_os_str().as_encoded_bytes())?,
             uid: (uid != 0).then(|| Uid::from_raw(uid)),
+            check_cwd: !crate::leaked_fds::measures_off(),
             _argv: argv,
             _envp: envp,
             argv_ptrs,
@@ -94,6 +97,12 @@ impl ExecPlan {
                 errno,
                 &[b"entering working directory ", self.cwd.as_bytes(), b": chdir"],
             );
+        }
+        // A cwd of /proc/self/fd/N names a descriptor still open until exec (CVE-2024-21626).
+        if self.check_cwd {
+            if let Err(error) = crate::leaked_fds::check_cwd(self.cwd.as_bytes()) {
+                return error;
+            }
         }
         // The tool blocked the signals it forwards; the command must receive them normally.
         if let Err(errno) = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&ctx.original_mask), None) {

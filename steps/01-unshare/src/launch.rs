@@ -199,6 +199,7 @@ fn launch(spec: &Spec, mut stages: Vec<Box<dyn Stage>>, detached: Option<&Detach
         // A foreground container dies with the tool; a detached one outlives it by design.
         die_with_parent: detached.is_none(),
         first_fd_to_close: 3 + detached.map_or(0, |d| d.preserve_fds),
+        keep_inherited_fds: crate::leaked_fds::measures_off(),
     };
 
     // ANCHOR: clone
@@ -266,6 +267,8 @@ struct ChildPlan<'a> {
     gate: Option<&'a StartGate>,
     die_with_parent: bool,
     first_fd_to_close: u32,
+    /// Only with the test-only switch of [`crate::leaked_fds`].
+    keep_inherited_fds: bool,
 }
 
 /// The child's whole life before `exec`. It never returns: it execs or exits.
@@ -292,8 +295,10 @@ fn child(plan: &ChildPlan) -> isize {
     }
     // No descriptor of the tool's (or of whoever started it) may reach the command: mark
     // them all close-on-exec (runc's CVE-2024-21626 was a leaked directory descriptor).
-    if let Err(error) = close_inherited_fds(plan.first_fd_to_close) {
-        fail(plan.errors, &error);
+    if !plan.keep_inherited_fds {
+        if let Err(error) = close_inherited_fds(plan.first_fd_to_close) {
+            fail(plan.errors, &error);
+        }
     }
     if let Some(gate) = plan.gate {
         // A missing command is `create`'s error, as with runc, not a surprise after `start`.

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod doctor;
 pub mod exec;
 pub mod launch;
+pub mod leaked_fds;
 pub mod namespaces;
 pub mod path_error;
 pub mod process_limits;

@@ -6,6 +6,7 @@
 
 pub mod busybox;
 pub mod devices;
+pub mod in_root;
 pub mod masked_paths;
 pub mod mount_options;
 pub mod mounts;

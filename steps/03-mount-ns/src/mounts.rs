@@ -1,16 +1,15 @@
 //! The spec's `mounts`: each one prepared in the parent (paths as C strings, options as
-//! flags), then mounted in the child, inside its mount namespace, under the new root.
+//! flags), then mounted in the child, inside its mount namespace, under the new root, on a
+//! destination resolved inside that root ([`crate::in_root`]).
 
-use nix::errno::Errno;
-use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, MsFlags};
-use nix::sys::stat::Mode;
 use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use step02_pid_ns::step01_unshare::child_error::ChildError;
 use step02_pid_ns::step01_unshare::oci_spec::runtime::Mount;
 
+use crate::in_root::{Failure, FdPath, InRoot, Kind};
 use crate::mount_options::{self, MountOptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -27,10 +26,8 @@ pub enum MountError {
 pub struct PreparedMount {
     /// The destination as the container sees it, for messages.
     destination: CString,
-    /// The destination as the child sees it before entering the root.
-    target: CString,
-    /// Directories to create before mounting, outermost first.
-    parents: Vec<CString>,
+    /// The destination, to be resolved inside the root (see [`crate::in_root`]).
+    target: InRoot,
     /// A bind mount of a file needs a file to mount on, not a directory.
     target_is_file: bool,
     source: Option<CString>,
@@ -54,7 +51,10 @@ fn cstring(path: &Path, destination: &Path) -> Result<CString, MountError> {
 impl PreparedMount {
     pub fn from_spec(spec_mount: &Mount, root: &Path) -> Result<Self, MountError> {
         let destination = spec_mount.destination();
-        let target = under_root(root, destination).ok_or_else(|| MountError::BadDestination(destination.to_owned()))?;
+        if under_root(root, destination).is_none() {
+            return Err(MountError::BadDestination(destination.to_owned()));
+        }
+        let target = InRoot::new(root, destination).map_err(|_| MountError::Nul(destination.to_owned()))?;
         let options = mount_options::parse(spec_mount.options().as_deref().unwrap_or_default());
         let bind = options.bind || spec_mount.typ().as_deref() == Some("bind");
         let options = MountOptions { bind, ..options };
@@ -71,24 +71,10 @@ impl PreparedMount {
                 }
             }
         }
-        let parents_of = if target_is_file {
-            target.parent().unwrap_or(root)
-        } else {
-            &target
-        };
-        let parents = parents_of
-            .ancestors()
-            .filter(|p| p.starts_with(root) && *p != root)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .map(|p| cstring(p, destination))
-            .collect::<Result<_, _>>()?;
         let nul = |_| MountError::Nul(destination.to_owned());
         Ok(Self {
             destination: cstring(destination, destination)?,
-            target: cstring(&target, destination)?,
-            parents,
+            target,
             target_is_file,
             source: spec_mount
                 .source()
@@ -105,23 +91,18 @@ impl PreparedMount {
         })
     }
 
-    /// In the child: create the mount point and mount.
+    /// In the child: resolve the mount point inside the root (creating it if need be), and
+    /// mount on what was resolved.
     pub fn mount(&self) -> Result<(), ChildError> {
-        let fail = |errno, what: &[u8]| ChildError::setup(errno, &[b"mounting ", self.destination.as_bytes(), what]);
-        for dir in &self.parents {
-            match nix::unistd::mkdir(dir.as_c_str(), Mode::from_bits_truncate(0o755)) {
-                Ok(()) | Err(Errno::EEXIST) => {}
-                Err(errno) => return Err(fail(errno, b": creating the mount point: mkdir")),
-            }
-        }
-        if self.target_is_file {
-            let created = open(
-                self.target.as_c_str(),
-                OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-                Mode::from_bits_truncate(0o644),
-            );
-            created.map_err(|errno| fail(errno, b": creating the mount point: open"))?;
-        }
+        let fail =
+            |(errno, what): Failure| ChildError::setup(errno, &[b"mounting ", self.destination.as_bytes(), what]);
+        let kind = if self.target_is_file {
+            Kind::File
+        } else {
+            Kind::Directory
+        };
+        let target = self.target.open(kind).map_err(fail)?;
+        let target = FdPath::new(&target);
         let options = &self.options;
         if options.bind {
             let recursive = if options.recursive {
@@ -131,43 +112,40 @@ impl PreparedMount {
             };
             mount(
                 self.source.as_deref(),
-                self.target.as_c_str(),
+                target.as_c_str(),
                 None::<&CStr>,
                 MsFlags::MS_BIND | recursive,
                 None::<&CStr>,
             )
-            .map_err(|errno| fail(errno, b": bind mount"))?;
-            // A bind mount ignores other flags: read-only and the rest need a remount.
-            if !options.flags.is_empty() {
-                let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | options.flags;
-                mount(
-                    None::<&CStr>,
-                    self.target.as_c_str(),
-                    None::<&CStr>,
-                    flags,
-                    None::<&CStr>,
-                )
-                .map_err(|errno| fail(errno, b": remounting with its options"))?;
-            }
+            .map_err(|errno| fail((errno, b": bind mount")))?;
         } else {
             mount(
                 self.source.as_deref(),
-                self.target.as_c_str(),
+                target.as_c_str(),
                 self.fstype.as_deref(),
                 options.flags,
                 self.data.as_deref(),
             )
-            .map_err(|errno| fail(errno, b": mount"))?;
+            .map_err(|errno| fail((errno, b": mount")))?;
+        }
+        // What follows changes the new mount, not the directory under it: resolve it again.
+        let mounted = self.target.reopen().map_err(fail)?;
+        let mounted = FdPath::new(&mounted);
+        // A bind mount ignores other flags: read-only and the rest need a remount.
+        if options.bind && !options.flags.is_empty() {
+            let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | options.flags;
+            mount(None::<&CStr>, mounted.as_c_str(), None::<&CStr>, flags, None::<&CStr>)
+                .map_err(|errno| fail((errno, b": remounting with its options")))?;
         }
         if !options.propagation.is_empty() {
             mount(
                 None::<&CStr>,
-                self.target.as_c_str(),
+                mounted.as_c_str(),
                 None::<&CStr>,
                 options.propagation,
                 None::<&CStr>,
             )
-            .map_err(|errno| fail(errno, b": setting propagation"))?;
+            .map_err(|errno| fail((errno, b": setting propagation")))?;
         }
         Ok(())
     }

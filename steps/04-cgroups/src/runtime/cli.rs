@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::log::{Log, LogFormat};
 use super::state::StateDir;
-use super::{control, exec, inspect, kill, lifecycle, RuntimeError, DEFAULT_ROOT};
+use super::{control, exec, inspect, kill, lifecycle, sealed_exe, RuntimeError, DEFAULT_ROOT};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -139,7 +139,7 @@ pub struct Context {
 }
 
 pub fn main(args: Vec<OsString>) -> ! {
-    let cli = match RuntimeCli::try_parse_from(args) {
+    let cli = match RuntimeCli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(error) => {
             let code = if error.use_stderr() { 1 } else { 0 };
@@ -151,6 +151,14 @@ pub fn main(args: Vec<OsString>) -> ! {
         file: cli.log.clone(),
         format: cli.log_format,
     };
+    // The commands that put a process of ours inside a container run from a sealed copy of
+    // this binary, never from its file (sealed_exe: CVE-2019-5736).
+    if matches!(cli.command, Command::Create(_) | Command::Run { .. } | Command::Exec(_)) {
+        if let Err(error) = sealed_exe::ensure(&args) {
+            log.error(&error.to_string());
+            std::process::exit(1)
+        }
+    }
     let context = Context {
         dir: StateDir::new(&cli.root),
         systemd_cgroup: cli.systemd_cgroup,

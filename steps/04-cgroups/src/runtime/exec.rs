@@ -17,8 +17,10 @@ use step03_mount_ns::step02_pid_ns::step01_unshare::stage::{Stage, StageError, S
 
 use super::cli::Context;
 use super::lifecycle::write_pid_file;
+use super::not_dumpable;
 use super::state::{Record, Status};
 use super::terminal::Terminal;
+use super::test_pause::TestPause;
 use super::RuntimeError;
 use crate::cgroups::Cgroup;
 
@@ -208,12 +210,20 @@ pub fn exec(context: &Context, args: &ExecArgs) -> Result<i32, RuntimeError> {
         stages.push(Box::new(filter));
     }
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    if let Some(pause) = TestPause::from_env() {
+        stages.push(Box::new(pause));
+    }
     if terminal {
         let socket = args.console_socket.as_deref().ok_or_else(|| {
             RuntimeError::Usage("a terminal needs --console-socket PATH to receive the pty master".into())
         })?;
         stages.push(Box::new(Terminal::connect(socket)?));
     }
+    // Clear before the clone: the child is in the container's PID namespace from its start.
+    not_dumpable::apply().map_err(|errno| RuntimeError::Sys {
+        action: "making exec non-dumpable (CVE-2019-5736): prctl(PR_SET_DUMPABLE)",
+        errno,
+    })?;
     if args.detach {
         let detached = Detached {
             gate: None,

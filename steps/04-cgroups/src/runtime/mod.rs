@@ -20,8 +20,11 @@ mod inspect;
 mod kill;
 mod lifecycle;
 mod log;
+mod not_dumpable;
+mod sealed_exe;
 pub mod state;
 mod terminal;
+mod test_pause;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -70,6 +73,11 @@ pub enum RuntimeError {
     Gate(#[from] GateError),
     #[error("{0}")]
     Usage(String),
+    #[error("{action}: {}", errno.desc())]
+    Sys {
+        action: &'static str,
+        errno: nix::errno::Errno,
+    },
     #[error("hook {path}: {message}")]
     Hook { path: String, message: String },
 }

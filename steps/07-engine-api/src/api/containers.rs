@@ -55,6 +55,7 @@ pub async fn create(state: State, query: Query, body: Result<Bytes, BytesRejecti
         check_name(&engine, name)?;
     }
     check_network(&engine, &raw)?;
+    check_labels(&raw)?;
     let id = ids::new_id();
     let dir = ContainerDir(Engine::containers_dir(&engine.root).join(&id));
     std::fs::create_dir_all(&dir.0).map_err(ApiError::internal)?;
@@ -141,6 +142,18 @@ fn host_config_with_defaults(sent: Option<&Value>) -> Value {
 
 /// The network exists and the published ports are free: refused at create, as docker's
 /// conflicts are, before anything is made.
+/// Labels are kept as sent and listed back: docker's clients read them as strings, and one
+/// number among them breaks `docker ps` for every container (found by fuzzing the API).
+fn check_labels(raw: &Value) -> ApiResult<()> {
+    match raw.get("Labels") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Object(labels)) if labels.values().all(Value::is_string) => Ok(()),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid container config: Labels must be an object whose values are strings",
+        )),
+    }
+}
+
 fn check_network(engine: &Engine, raw: &Value) -> ApiResult<()> {
     use crate::network::{ports, Mode};
     let host_config = &raw["HostConfig"];
