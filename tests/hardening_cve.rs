@@ -541,6 +541,34 @@ fn cve_2021_30465_a_symlink_in_the_rootfs_cannot_send_a_mount_to_the_host() {
     assert!(!Path::new("/keel-test-missing").exists());
 }
 
+#[test]
+fn an_images_dev_symlink_cannot_send_device_nodes_to_the_host() {
+    if !needs_root() {
+        return;
+    }
+    let rootfs = TestRootfs::new();
+    let root = rootfs.path();
+    // The image's /dev is an absolute link to a host directory that also exists inside.
+    let host = rootfs.scratch("host-dev");
+    std::fs::remove_dir_all(root.join("dev")).expect("rm dev");
+    std::os::unix::fs::symlink(&host, root.join("dev")).expect("symlink");
+    std::fs::create_dir_all(root.join(host.strip_prefix("/").expect("absolute"))).expect("mkdir");
+    let protected = step("step03-mount-ns")
+        .args(["run", "--rootfs", root.to_str().expect("utf-8")])
+        .args(["--", "sh", "-c", "echo x > /dev/null && echo null-works"])
+        .output()
+        .expect("run");
+    assert_eq!(stdout(&protected), "null-works\n", "{protected:?}");
+    // No measure-off run: with the switch, /dev's tmpfs itself follows the link and hides
+    // the host directory. The gap was devices.rs making nodes by path (rootfs/dev/null)
+    // after the mounts were resolved in the root: this assertion failed with that code.
+    assert_eq!(
+        std::fs::read_dir(&host).expect("host dir").count(),
+        0,
+        "device nodes on the host"
+    );
+}
+
 // --- hostile image layers -----------------------------------------------------------------
 
 /// A one-layer rootfs tarball with these entries: (kind, name, link target).

@@ -3,14 +3,21 @@
 //!
 //! Device nodes are made with `mknod`. Where that is not allowed (inside a user namespace)
 //! the host's node is bind-mounted instead, as rootless runtimes do.
+//!
+//! Everything is made relative to a descriptor of `/dev` resolved inside the root
+//! ([`crate::in_root`]): an image whose `/dev` is a symlink to a host path must not get
+//! device nodes made there.
 
 use nix::errno::Errno;
-use nix::fcntl::{open, OFlag};
+use nix::fcntl::{openat, OFlag};
 use nix::mount::{mount, MsFlags};
-use nix::sys::stat::{makedev, mknod, umask, Mode, SFlag};
+use nix::sys::stat::{makedev, mknodat, umask, Mode, SFlag};
 use std::ffi::{CStr, CString};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+
+use crate::in_root::{FdPath, InRoot};
 use step02_pid_ns::step01_unshare::child_error::ChildError;
 
 /// `(name, major, minor)`: the character devices the OCI runtime spec requires.
@@ -33,81 +40,98 @@ pub const LINKS: [(&str, &str); 5] = [
 ];
 
 struct Node {
-    path: CString,
+    /// The name in /dev.
+    name: CString,
     host: CString,
     major: u64,
     minor: u64,
 }
 
 pub struct Devices {
+    /// `/dev` under the root, resolved in the child.
+    dev: InRoot,
     nodes: Vec<Node>,
     links: Vec<(CString, CString)>,
-    /// The terminal the tool runs on, and where it appears inside.
-    console: Option<(CString, CString)>,
+    /// The terminal the tool runs on; it appears inside as /dev/console.
+    console: Option<CString>,
 }
 
-fn c(path: &Path) -> CString {
-    // Paths built from a rootfs path that was already a valid C string, plus fixed names.
-    CString::new(path.as_os_str().as_bytes()).unwrap_or_default()
+fn c(bytes: &[u8]) -> CString {
+    // Fixed names and a tty path from the kernel: none holds a NUL.
+    CString::new(bytes).unwrap_or_default()
 }
 
 impl Devices {
     /// The devices for a rootfs at `root` (`root/dev` must be a fresh tmpfs by then).
-    pub fn new(root: &Path) -> Self {
-        let dev = root.join("dev");
+    pub fn new(root: &Path) -> Result<Self, std::ffi::NulError> {
         let nodes = DEFAULT_DEVICES
             .iter()
             .map(|(name, major, minor)| Node {
-                path: c(&dev.join(name)),
-                host: c(&Path::new("/dev").join(name)),
+                name: c(name.as_bytes()),
+                host: c(Path::new("/dev").join(name).as_os_str().as_bytes()),
                 major: *major,
                 minor: *minor,
             })
             .collect();
         let links = LINKS
             .iter()
-            .map(|(link, target)| (c(&dev.join(link)), c(Path::new(target))))
+            .map(|(link, target)| (c(link.as_bytes()), c(target.as_bytes())))
             .collect();
         let console = nix::unistd::ttyname(std::io::stdin())
             .ok()
-            .map(|tty| (c(&tty), c(&dev.join("console"))));
-        Self { nodes, links, console }
+            .map(|tty| c(tty.as_os_str().as_bytes()));
+        Ok(Self {
+            dev: InRoot::new(root, Path::new("/dev"))?,
+            nodes,
+            links,
+            console,
+        })
     }
 
     /// In the child, after `/dev` is mounted.
     pub fn create(&self) -> Result<(), ChildError> {
+        let dev = self
+            .dev
+            .reopen()
+            .map_err(|(errno, call)| ChildError::setup(errno, &[b"finding /dev in the rootfs", call]))?;
         // The nodes must be 0666 whatever the caller's umask; the command gets it back.
         let old_umask = umask(Mode::empty());
-        let result = self.create_nodes();
+        let result = self.create_nodes(dev.as_fd());
         umask(old_umask);
         result?;
         for (link, target) in &self.links {
-            match nix::unistd::symlinkat(target.as_c_str(), nix::fcntl::AT_FDCWD, link.as_c_str()) {
+            match nix::unistd::symlinkat(target.as_c_str(), dev.as_fd(), link.as_c_str()) {
                 Ok(()) | Err(Errno::EEXIST) => {}
-                Err(errno) => return Err(ChildError::setup(errno, &[b"creating ", link.as_bytes(), b": symlink"])),
+                Err(errno) => {
+                    return Err(ChildError::setup(
+                        errno,
+                        &[b"creating /dev/", link.as_bytes(), b": symlinkat"],
+                    ))
+                }
             }
         }
-        if let Some((tty, console)) = &self.console {
-            bind_on_file(tty, console)?;
+        if let Some(tty) = &self.console {
+            bind_on_file(tty, dev.as_fd(), c"console")?;
         }
         Ok(())
     }
 
-    fn create_nodes(&self) -> Result<(), ChildError> {
+    fn create_nodes(&self, dev: BorrowedFd) -> Result<(), ChildError> {
         for node in &self.nodes {
-            let made = mknod(
-                node.path.as_c_str(),
+            let made = mknodat(
+                dev,
+                node.name.as_c_str(),
                 SFlag::S_IFCHR,
                 Mode::from_bits_truncate(0o666),
                 makedev(node.major, node.minor),
             );
             match made {
                 Ok(()) | Err(Errno::EEXIST) => {}
-                Err(Errno::EPERM) => bind_on_file(&node.host, &node.path)?,
+                Err(Errno::EPERM) => bind_on_file(&node.host, dev, &node.name)?,
                 Err(errno) => {
                     return Err(ChildError::setup(
                         errno,
-                        &[b"creating ", node.path.as_bytes(), b": mknod"],
+                        &[b"creating /dev/", node.name.as_bytes(), b": mknodat"],
                     ))
                 }
             }
@@ -116,19 +140,29 @@ impl Devices {
     }
 }
 
-/// Bind-mounts the file `source` on `target`, creating `target` as an empty file.
-fn bind_on_file(source: &CStr, target: &CStr) -> Result<(), ChildError> {
+/// Bind-mounts the file `source` on `/dev/NAME`, creating it as an empty file (never
+/// through a symlink) and mounting on its descriptor.
+fn bind_on_file(source: &CStr, dev: BorrowedFd, name: &CStr) -> Result<(), ChildError> {
     let fail = |errno, what: &[u8]| {
         ChildError::setup(
             errno,
-            &[b"binding ", source.to_bytes(), b" on ", target.to_bytes(), what],
+            &[b"binding ", source.to_bytes(), b" on /dev/", name.to_bytes(), what],
         )
     };
-    open(
-        target,
-        OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+    let target = openat(
+        dev,
+        name,
+        OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::from_bits_truncate(0o666),
     )
-    .map_err(|errno| fail(errno, b": open"))?;
-    mount(Some(source), target, None::<&CStr>, MsFlags::MS_BIND, None::<&CStr>).map_err(|errno| fail(errno, b": mount"))
+    .map_err(|errno| fail(errno, b": openat"))?;
+    let path = FdPath::new(&target);
+    mount(
+        Some(source),
+        path.as_c_str(),
+        None::<&CStr>,
+        MsFlags::MS_BIND,
+        None::<&CStr>,
+    )
+    .map_err(|errno| fail(errno, b": mount"))
 }

@@ -73,10 +73,15 @@ impl Rootfs {
             .iter()
             .map(|m| PreparedMount::from_spec(m, base))
             .collect::<Result<_, _>>()?;
+        // checked_root found the directory, so its path holds no NUL.
+        let devices = match root.as_deref() {
+            Some(root) => Some(Devices::new(root).map_err(|_| RootfsError::Missing(root.to_owned()))?),
+            None => None,
+        };
         Ok(Self {
             flags,
             propagation,
-            devices: root.as_deref().map(Devices::new),
+            devices,
             root: root.map(|r| CString::new(r.as_os_str().as_bytes()).unwrap_or_default()),
             read_only: spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
             mounts,
