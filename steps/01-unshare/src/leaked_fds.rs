@@ -25,6 +25,7 @@ pub fn measures_off() -> bool {
     std::env::var_os(TEST_ONLY_SWITCH).is_some()
 }
 
+// ANCHOR: check_cwd
 /// In the child, right after `chdir`: fails unless the working directory is inside the
 /// process's root. No allocation: the path goes into a buffer on the stack.
 pub fn check_cwd(cwd: &[u8]) -> Result<(), ChildError> {
@@ -49,3 +50,4 @@ pub fn check_cwd(cwd: &[u8]) -> Result<(), ChildError> {
     }
     Ok(())
 }
+// ANCHOR_END: check_cwd

@@ -14,6 +14,7 @@
 /// opening the entering process's `/proc/PID/exe`. Never set it otherwise.
 pub const TEST_ONLY_SWITCH: &str = "KEEL_TEST_ONLY_DUMPABLE_EXEC";
 
+// ANCHOR: apply
 /// Clears this process's dumpable flag; the child `exec` clones inherits it.
 pub fn apply() -> Result<(), nix::errno::Errno> {
     if std::env::var_os(TEST_ONLY_SWITCH).is_some() {
@@ -21,3 +22,4 @@ pub fn apply() -> Result<(), nix::errno::Errno> {
     }
     nix::sys::prctl::set_dumpable(false)
 }
+// ANCHOR_END: apply

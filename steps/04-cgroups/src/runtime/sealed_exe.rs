@@ -78,6 +78,7 @@ fn memfd() -> Result<OwnedFd, SealedExeError> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+// ANCHOR: ensure
 /// Makes sure this process runs from a sealed memfd copy of its binary: returns at once
 /// when it already does (or when the test-only switch is set); otherwise re-executes itself
 /// with the same arguments and environment, and returns only on failure.
@@ -106,3 +107,4 @@ pub fn ensure(args: &[OsString]) -> Result<(), SealedExeError> {
     let Err(errno) = nix::unistd::fexecve(copy.as_fd(), &argv, &envp);
     Err(sys("re-executing from the copy: fexecve")(errno))
 }
+// ANCHOR_END: ensure
