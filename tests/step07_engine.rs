@@ -372,6 +372,18 @@ fn bad_requests_get_a_clear_4xx_and_change_nothing() {
     let huge = format!("{{\"Image\": \"busybox\", \"Cmd\": [\"{}\"]}}", "x".repeat(8 << 20));
     let (status, body) = request(&engine, "POST", "/v1.41/containers/create", Some(huge.as_bytes()));
     assert_eq!(status, 413, "{body}");
+    // What the runtime's command line would refuse is the request's fault: a 400 naming it.
+    for (host_config, says) in [
+        (r#"{"CapAdd": ["FLY"]}"#, "unknown capability"),
+        (r#"{"SecurityOpt": ["seccomp={bad"]}"#, "seccomp profile"),
+        (r#"{"SecurityOpt": ["apparmor=x"]}"#, "--security-opt"),
+        (r#"{"Memory": 10000000, "MemorySwap": 20}"#, "--memory-swap"),
+    ] {
+        let body = format!(r#"{{"Image": "busybox", "HostConfig": {host_config}}}"#);
+        let (status, answer) = request(&engine, "POST", "/v1.41/containers/create", Some(body.as_bytes()));
+        assert_eq!(status, 400, "{host_config}: {answer}");
+        assert!(answer.contains(says), "{host_config}: {answer}");
+    }
     let (status, _) = request(&engine, "POST", "/v1.41/containers/nosuch/start", None);
     assert_eq!(status, 404);
     let (status, body) = request(&engine, "GET", "/v1.99/containers/json", None);

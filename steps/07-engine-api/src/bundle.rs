@@ -199,16 +199,17 @@ pub fn spec_from_command_line(argv: &[String]) -> Result<Spec, BundleError> {
         .map_err(|e| BundleError::BadRequest(e.to_string().trim().to_owned()))?;
     let args =
         step06_images::RunArgs::from_arg_matches(&matches).map_err(|e| BundleError::BadRequest(e.to_string()))?;
-    args.to_spec().map_err(|error| {
-        let unknown = error
-            .downcast_ref::<step06_images::store::StoreError>()
-            .is_some_and(|e| matches!(e, step06_images::store::StoreError::UnknownImage(_)));
-        if unknown {
-            BundleError::NoSuchImage(argv.iter().rev().find(|_| true).cloned().unwrap_or_default())
-        } else {
-            BundleError::Other(error)
-        }
-    })
+    // The store's errors are the engine's (or an unknown image); every other error of
+    // to_spec is the request's: an unknown capability, a bad seccomp profile, swap below
+    // memory... a 400 that says so, as dockerd answers.
+    args.to_spec()
+        .map_err(|error| match error.downcast_ref::<step06_images::store::StoreError>() {
+            Some(step06_images::store::StoreError::UnknownImage(_)) => {
+                BundleError::NoSuchImage(argv.iter().rev().find(|_| true).cloned().unwrap_or_default())
+            }
+            Some(_) => BundleError::Other(error),
+            None => BundleError::BadRequest(error.to_string()),
+        })
 }
 // ANCHOR_END: spec_from_command_line
 
