@@ -223,7 +223,7 @@ fn the_runtime_applies_the_bundles_sets_and_exec_cannot_get_around_them() {
 
     // `exec` gets the container's sets, not the runtime's; runc's --cap adds one.
     let rootfs = TestRootfs::new();
-    let default = serde_json::to_value(keel_default()).expect("json");
+    let default = serde_json::to_value(keel_tests::docker_default_capabilities()).expect("json");
     let detached = bundle(&rootfs, serde_json::json!({"capabilities": default}));
     let id = "keel-caps-exec";
     // Its stdio elsewhere than our pipes, which would stay open for as long as it runs.
@@ -244,30 +244,6 @@ fn the_runtime_applies_the_bundles_sets_and_exec_cannot_get_around_them() {
     assert_eq!(stdout(&allowed), "mounted\n", "{allowed:?}");
     let deleted = runtime(&["delete", "--force", id]);
     assert!(deleted.status.success(), "{deleted:?}");
-}
-
-/// Docker's default set as a spec's process.capabilities.
-fn keel_default() -> serde_json::Value {
-    let names: Vec<String> = [
-        "CHOWN",
-        "DAC_OVERRIDE",
-        "FSETID",
-        "FOWNER",
-        "MKNOD",
-        "NET_RAW",
-        "SETGID",
-        "SETUID",
-        "SETFCAP",
-        "SETPCAP",
-        "NET_BIND_SERVICE",
-        "SYS_CHROOT",
-        "KILL",
-        "AUDIT_WRITE",
-    ]
-    .iter()
-    .map(|n| format!("CAP_{n}"))
-    .collect();
-    serde_json::json!({"bounding": names, "effective": names, "permitted": names})
 }
 
 #[test]

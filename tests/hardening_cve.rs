@@ -40,37 +40,13 @@ fn add_runtime_libraries(root: &Path) {
     }
 }
 
-/// Docker's default capabilities, as a spec's process.capabilities.
-fn docker_capabilities() -> serde_json::Value {
-    let names: Vec<String> = [
-        "CHOWN",
-        "DAC_OVERRIDE",
-        "FSETID",
-        "FOWNER",
-        "MKNOD",
-        "NET_RAW",
-        "SETGID",
-        "SETUID",
-        "SETFCAP",
-        "SETPCAP",
-        "NET_BIND_SERVICE",
-        "SYS_CHROOT",
-        "KILL",
-        "AUDIT_WRITE",
-    ]
-    .iter()
-    .map(|n| format!("CAP_{n}"))
-    .collect();
-    serde_json::json!({"bounding": names, "effective": names, "permitted": names})
-}
-
 /// A runc bundle around `rootfs` whose process is `args`, with Docker's capabilities.
 fn bundle(rootfs: &TestRootfs, args: &[&str], cwd: &str) -> PathBuf {
     let dir = rootfs.path().parent().expect("bundle dir").to_owned();
     let config = serde_json::json!({
         "ociVersion": "1.0.2",
         "process": {"user": {"uid": 0, "gid": 0}, "args": args, "cwd": cwd,
-                    "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "capabilities": docker_capabilities()},
+                    "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "capabilities": keel_tests::docker_default_capabilities()},
         "root": {"path": "rootfs"},
         "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
         "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}]}

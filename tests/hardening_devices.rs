@@ -7,17 +7,9 @@
 //! The device is /dev/loop-control (10:237): harmless to open, and openable by root here
 //! (this VM refuses its disk even to the host's root).
 
-use keel_tests::{needs_root, stderr, stdout, step, TestRootfs};
+use keel_tests::{needs_root, sh_in_rootfs, stderr, stdout, TestRootfs};
 
 const LOOP_CONTROL: (u64, u64) = (10, 237);
-
-fn in_container(rootfs: &TestRootfs, flags: &[&str], script: &str) -> std::process::Output {
-    let root = rootfs.path();
-    let mut args = vec!["run", "--rootfs", root.to_str().expect("utf-8")];
-    args.extend_from_slice(flags);
-    args.extend_from_slice(&["--", "sh", "-c", script]);
-    step("step03-mount-ns").args(&args).output().expect("run")
-}
 
 #[test]
 fn a_container_cannot_make_a_device_node_unless_unconfined() {
@@ -27,13 +19,13 @@ fn a_container_cannot_make_a_device_node_unless_unconfined() {
     let rootfs = TestRootfs::new();
     let (major, minor) = LOOP_CONTROL;
     let attack = format!("mknod /dev/stolen c {major} {minor} && exec 3</dev/stolen && echo opened");
-    let refused = in_container(&rootfs, &[], &attack);
+    let refused = sh_in_rootfs(&rootfs, &[], &attack);
     assert!(stderr(&refused).contains("Operation not permitted"), "{refused:?}");
     assert!(!stdout(&refused).contains("opened"));
-    let unconfined = in_container(&rootfs, &["--security-opt", "seccomp=unconfined"], &attack);
+    let unconfined = sh_in_rootfs(&rootfs, &["--security-opt", "seccomp=unconfined"], &attack);
     assert_eq!(stdout(&unconfined), "opened\n", "{unconfined:?}");
     // Fifos are no devices: CAP_MKNOD still makes them.
-    let fifo = in_container(&rootfs, &[], "mknod /tmp/pipe p && echo fifo");
+    let fifo = sh_in_rootfs(&rootfs, &[], "mknod /tmp/pipe p && echo fifo");
     assert_eq!(stdout(&fifo), "fifo\n", "{fifo:?}");
 }
 
@@ -53,10 +45,10 @@ fn a_device_node_in_the_rootfs_opens_nothing() {
         .expect("mknod");
     assert!(made.success());
     let attack = "exec 3</opt-device && echo opened";
-    let refused = in_container(&rootfs, &[], attack);
+    let refused = sh_in_rootfs(&rootfs, &[], attack);
     assert!(stderr(&refused).contains("Permission denied"), "{refused:?}");
     // The same node on a mount without nodev (a volume) opens: the mount flag is the measure.
     let volume = format!("{}:/opt-device", node.display());
-    let opened = in_container(&rootfs, &["-v", &volume], attack);
+    let opened = sh_in_rootfs(&rootfs, &["-v", &volume], attack);
     assert_eq!(stdout(&opened), "opened\n", "{opened:?}");
 }

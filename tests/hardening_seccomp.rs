@@ -3,15 +3,7 @@
 //! (`--security-opt seccomp=unconfined` or `--privileged`), so the test can fail.
 
 use keel_tests::engine::{ok, Engine};
-use keel_tests::{needs_root, stderr, stdout, step, TestRootfs};
-
-fn in_container(rootfs: &TestRootfs, flags: &[&str], script: &str) -> std::process::Output {
-    let root = rootfs.path();
-    let mut args = vec!["run", "--rootfs", root.to_str().expect("utf-8")];
-    args.extend_from_slice(flags);
-    args.extend_from_slice(&["--", "sh", "-c", script]);
-    step("step03-mount-ns").args(&args).output().expect("run")
-}
+use keel_tests::{needs_root, sh_in_rootfs, stderr, stdout, TestRootfs};
 
 /// A new user namespace makes its creator root inside it, with every capability there: the
 /// way back to mounts and most of the kernel's surface. It needs no capability at all.
@@ -23,7 +15,7 @@ fn a_container_cannot_make_a_user_namespace_unless_unconfined() {
         return;
     }
     let rootfs = TestRootfs::new();
-    let filtered = in_container(
+    let filtered = sh_in_rootfs(
         &rootfs,
         &[],
         &format!("grep Seccomp: /proc/self/status; {USER_NAMESPACE}"),
@@ -32,7 +24,7 @@ fn a_container_cannot_make_a_user_namespace_unless_unconfined() {
     assert!(stderr(&filtered).contains("Operation not permitted"), "{filtered:?}");
     assert!(!filtered.status.success());
     for off in [&["--security-opt", "seccomp=unconfined"][..], &["--privileged"]] {
-        let open = in_container(
+        let open = sh_in_rootfs(
             &rootfs,
             off,
             &format!("grep Seccomp: /proc/self/status; {USER_NAMESPACE}"),
@@ -40,7 +32,7 @@ fn a_container_cannot_make_a_user_namespace_unless_unconfined() {
         assert_eq!(stdout(&open), "Seccomp:\t0\nmade\n", "{off:?}: {open:?}");
     }
     // CAP_SYS_ADMIN makes namespaces legitimate: the filter lets them through, as Docker's.
-    let admin = in_container(&rootfs, &["--cap-add", "SYS_ADMIN"], USER_NAMESPACE);
+    let admin = sh_in_rootfs(&rootfs, &["--cap-add", "SYS_ADMIN"], USER_NAMESPACE);
     assert_eq!(stdout(&admin), "made\n", "{admin:?}");
 }
 
@@ -57,12 +49,12 @@ fn a_profile_in_dockers_format_is_what_the_container_gets() {
     )
     .expect("profile");
     let option = format!("seccomp={}", profile.display());
-    let denied = in_container(&rootfs, &["--security-opt", &option], "mkdir /tmp/d && echo made");
+    let denied = sh_in_rootfs(&rootfs, &["--security-opt", &option], "mkdir /tmp/d && echo made");
     assert!(
         stderr(&denied).contains("Permission denied"),
         "EACCES (13) as the profile says: {denied:?}"
     );
-    let allowed = in_container(&rootfs, &[], "mkdir /tmp/d && echo made");
+    let allowed = sh_in_rootfs(&rootfs, &[], "mkdir /tmp/d && echo made");
     assert_eq!(stdout(&allowed), "made\n", "{allowed:?}");
     // A real allow-list profile (podman's, ~370 calls by name, default EPERM): a shell runs.
     let podman = "/usr/share/containers/seccomp.json";
@@ -70,13 +62,13 @@ fn a_profile_in_dockers_format_is_what_the_container_gets() {
         std::path::Path::new(podman).exists(),
         "{podman} comes with skopeo (Debian's golang-github-containers-common): run scripts/setup.sh"
     );
-    let listed = in_container(
+    let listed = sh_in_rootfs(
         &rootfs,
         &["--security-opt", &format!("seccomp={podman}")],
         "ls / >/dev/null && echo ran",
     );
     assert_eq!(stdout(&listed), "ran\n", "{listed:?}");
-    let bad = in_container(&rootfs, &["--security-opt", "seccomp={not json"], "true");
+    let bad = sh_in_rootfs(&rootfs, &["--security-opt", "seccomp={not json"], "true");
     assert!(stderr(&bad).contains("seccomp profile"), "{bad:?}");
 }
 

@@ -157,3 +157,37 @@ pub fn wait_for(path: &Path) -> bool {
     }
     false
 }
+
+/// Docker's default capabilities as a spec's `process.capabilities`: what a bundle written
+/// by hand gets in the tests, so that they compare keel with runc on the same set.
+pub fn docker_default_capabilities() -> serde_json::Value {
+    let names: Vec<String> = [
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FSETID",
+        "FOWNER",
+        "MKNOD",
+        "NET_RAW",
+        "SETGID",
+        "SETUID",
+        "SETFCAP",
+        "SETPCAP",
+        "NET_BIND_SERVICE",
+        "SYS_CHROOT",
+        "KILL",
+        "AUDIT_WRITE",
+    ]
+    .iter()
+    .map(|n| format!("CAP_{n}"))
+    .collect();
+    serde_json::json!({"bounding": names, "effective": names, "permitted": names})
+}
+
+/// `step03-mount-ns run --rootfs ROOTFS FLAGS -- sh -c SCRIPT`, waited for.
+pub fn sh_in_rootfs(rootfs: &TestRootfs, flags: &[&str], script: &str) -> Output {
+    let root = rootfs.path();
+    let mut args = vec!["run", "--rootfs", root.to_str().expect("utf-8")];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["--", "sh", "-c", script]);
+    step("step03-mount-ns").args(&args).output().expect("run")
+}
