@@ -62,7 +62,7 @@ pub struct RunArgs {
     /// Every capability, no seccomp filter and no no_new_privs: root in the container is root
     #[arg(long)]
     pub privileged: bool,
-    /// seccomp=unconfined|PROFILE.json, no-new-privileges[=true|false] (as docker run's)
+    /// seccomp=unconfined|PROFILE.json, systempaths=unconfined, no-new-privileges[=true|false] (as docker run's)
     #[arg(long = "security-opt", value_name = "OPTION")]
     pub security_opt: Vec<String>,
     /// The command to run and its arguments
@@ -97,6 +97,12 @@ impl ToSpec for RunArgs {
         };
         if let Some(linux) = spec.linux_mut() {
             linux.set_seccomp(seccomp);
+            // The spec's default masked and read-only paths of /proc and /sys (step 03 applies
+            // them) go too, as docker's --privileged and systempaths=unconfined do.
+            if self.privileged || security.system_paths_unconfined {
+                linux.set_masked_paths(None);
+                linux.set_readonly_paths(None);
+            }
         }
         Ok(spec)
     }

@@ -1,6 +1,6 @@
 //! `--security-opt`, as `docker run` takes it: `seccomp=unconfined`, `seccomp=PROFILE.json`
 //! (the docker CLI sends the file's JSON itself, `seccomp={...}`, which is accepted too), and
-//! `no-new-privileges[=true|false]`. `=` or `:` separate the name from the value, as in Docker.
+//! `no-new-privileges[=true|false]`, `systempaths=unconfined`. `=` or `:` separate the name from the value, as in Docker.
 
 use std::path::Path;
 
@@ -19,11 +19,13 @@ pub enum SeccompChoice {
 pub struct SecurityOptions {
     pub seccomp: SeccompChoice,
     pub no_new_privileges: Option<bool>,
+    /// `systempaths=unconfined`: no masked or read-only paths in /proc and /sys.
+    pub system_paths_unconfined: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecurityOptError {
-    #[error("--security-opt {0:?}: keel knows seccomp=unconfined|PROFILE.json and no-new-privileges[=true|false]")]
+    #[error("--security-opt {0:?}: keel knows seccomp=unconfined|PROFILE.json, systempaths=unconfined and no-new-privileges[=true|false]")]
     Unknown(String),
     #[error("--security-opt {option:?}: reading the seccomp profile {path}: {source}")]
     Read {
@@ -37,6 +39,7 @@ pub fn parse(options: &[String]) -> Result<SecurityOptions, SecurityOptError> {
     let mut parsed = SecurityOptions {
         seccomp: SeccompChoice::Default,
         no_new_privileges: None,
+        system_paths_unconfined: false,
     };
     for option in options {
         let (name, value) = match option.find(['=', ':']) {
@@ -56,6 +59,7 @@ pub fn parse(options: &[String]) -> Result<SecurityOptions, SecurityOptError> {
                 })?;
                 parsed.seccomp = SeccompChoice::Profile(json);
             }
+            ("systempaths", Some("unconfined")) => parsed.system_paths_unconfined = true,
             ("no-new-privileges", None | Some("true")) => parsed.no_new_privileges = Some(true),
             ("no-new-privileges", Some("false")) => parsed.no_new_privileges = Some(false),
             _ => return Err(SecurityOptError::Unknown(option.clone())),
@@ -85,6 +89,7 @@ mod tests {
         let inline = one("seccomp={\"defaultAction\":\"SCMP_ACT_ALLOW\"}").expect("ok");
         assert!(matches!(inline.seccomp, SeccompChoice::Profile(json) if json.contains("defaultAction")));
         assert_eq!(one("no-new-privileges").expect("ok").no_new_privileges, Some(true));
+        assert!(one("systempaths=unconfined").expect("ok").system_paths_unconfined);
         assert_eq!(
             one("no-new-privileges=false").expect("ok").no_new_privileges,
             Some(false)
