@@ -1,37 +1,59 @@
 #!/usr/bin/env bash
 # Every benchmark beside its peer, in one go, and the book's performance page written from
-# what they printed (book/src/performance.md), with the machine and the versions named.
-# Run as root on a quiet machine:
-#   ./benches/all.sh                 # runtime 30 runs, unpack 200 MB, engine 30 runs / 100 containers
-#   RUNS=10 UNPACK_MB=50 MANY=20 ./benches/all.sh   # a quick pass
+# what they measured (book/src/performance.md): the machine and the versions, a table of the
+# medians and ratios, a plot of the ratios (book/src/performance.svg, by benches/plot.py),
+# and what each script printed. Each script starts its own daemons (containerd, dockerd,
+# a registry, keel's engine) and removes them. Run as root on a quiet machine (~15 minutes
+# on 2 cores with the defaults):
+#   ./benches/all.sh
+#   RUNS=10 UNPACK_MB=50 ROUNDS=3 PULL_MB=50 MANY=20 PS_COUNT=100 ./benches/all.sh   # a quick pass
+# RUNS: rounds of the short benchmarks (runtime, docker run); UNPACK_MB and ROUNDS: the
+# unpack benchmark; PULL_MB, PULL_ROUNDS: the pull benchmark; MANY: containers started at
+# once; PS_COUNT: containers listed by `docker ps -a`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 runs=${RUNS:-30}
 unpack_mb=${UNPACK_MB:-200}
+pull_mb=${PULL_MB:-150}
 many=${MANY:-100}
+ps_count=${PS_COUNT:-500}
 out=$(mktemp -d /var/tmp/keel-bench-all-XXXX)
 trap 'rm -rf "$out"' EXIT
+# Each script appends its medians here; plot.py makes the table and the plot from it.
+export RESULTS=$out/results.tsv
+: >"$RESULTS"
 
+# Built once here, so that the scripts' own `cargo build` has nothing left to do.
+cargo build --release --quiet --workspace
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+started=$(date +%s)
 ./benches/runtime.sh "$runs" 2>&1 | tee "$out/runtime.txt"
-ROUNDS=${ROUNDS:-5} ./benches/unpack.sh "$unpack_mb" 2>&1 | tee "$out/unpack.txt"
-./benches/engine.sh "$runs" "$many" 2>&1 | tee "$out/engine.txt"
+./benches/unpack.sh "$unpack_mb" "${ROUNDS:-5}" 2>&1 | tee "$out/unpack.txt"
+./benches/pull.sh "$pull_mb" "${PULL_ROUNDS:-5}" 2>&1 | tee "$out/pull.txt"
+./benches/engine.sh "$runs" "$many" "$ps_count" 2>&1 | tee "$out/engine.txt"
+minutes=$(( ($(date +%s) - started + 59) / 60 ))
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 version() { "$@" 2>/dev/null | head -1 || echo "not found"; }
 page=book/src/performance.md
 {
   echo "# Performance, beside the real tools"
   echo
-  echo "Written by \`./benches/all.sh\` on $(date -u +%Y-%m-%d): every number below was measured"
-  echo "in one run on one machine, keel beside its peer, interleaved by hyperfine. The ratios are"
-  echo "the result; absolute times depend on the machine (and on whatever else it was doing)."
+  echo "Written by \`./benches/all.sh\` on $(date -u +%Y-%m-%d) (the benchmarks took ${minutes} minutes): every number below"
+  echo "was measured in one run on one machine, keel beside its peer, interleaved round after round"
+  echo "(\`benches/interleave.py\`: each round runs every command once, in a rotated order, so a slow"
+  echo "spell of the machine hits all alike). The medians' ratios are the result; absolute times"
+  echo "depend on the machine and on whatever else it was doing (the load average is below)."
   echo
   echo "## The machine"
   echo
   echo '```text'
-  echo "kernel:   $(uname -r) ($(uname -m)), $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
-  echo "cgroups:  $(target/debug/step04-cgroups doctor 2>/dev/null | grep -i cgroup | head -1 || echo unknown)"
-  echo "keel:     $(git rev-parse --short HEAD) (release build)"
+  echo "kernel:   $(uname -r) ($(uname -m)), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+  echo "disk:     $(df -T /var/tmp | awk 'NR == 2 {print $2}') for /var/tmp (every benchmark's files)"
+  echo "load:     $load_before before, $load_after after (1, 5, 15 min averages)"
+  echo "cgroups:  $(target/release/step04-cgroups doctor 2>/dev/null | grep -i cgroup | head -1 | sed 's/^ *//' || echo unknown)"
+  echo "keel:     $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- 2>/dev/null || echo " with uncommitted changes") (release build)"
   echo "runc:     $(version runc --version)"
   echo "crun:     $(version crun --version)"
   echo "ctr:      $(version ctr --version)"
@@ -39,10 +61,22 @@ page=book/src/performance.md
   echo "docker:   $(version docker --version)"
   echo "umoci:    $(version umoci --version)"
   echo "skopeo:   $(version skopeo --version)"
+  echo "registry: $(version docker-registry --version)"
   echo '```'
+  echo
+  echo "## The results"
+  echo
+  echo "Medians; the ratio is keel's over the peer's, so below 1 keel took less time (or memory)."
+  echo "Memory is from \`/proc/PID/smaps_rollup\`: RSS counts every page a process maps, PSS divides"
+  echo "the shared ones (the binary's code) among the processes that map them."
+  echo
+  python3 benches/plot.py "$RESULTS" --svg book/src/performance.svg
+  echo
+  echo "![keel's median over its peer's, per benchmark: below the 1.0 line keel is faster or smaller](performance.svg)"
   for part in "runtime:Runtime: run, create+start+delete, ctr run (keel vs runc vs crun)" \
-              "unpack:Images: import and unpack of a ${unpack_mb} MB layer (keel vs umoci, skopeo)" \
-              "engine:Engine: docker run --rm, concurrent runs, docker ps, memory (keel vs dockerd)"; do
+              "unpack:Images: load and unpack of a ${unpack_mb} MB image (keel vs umoci, skopeo)" \
+              "pull:Images: pull of a ${pull_mb} MB image from a local registry (keel vs skopeo, dockerd)" \
+              "engine:Engine: docker run --rm, $many concurrent runs, docker ps with $ps_count, memory (keel vs dockerd)"; do
     name=${part%%:*}
     echo
     echo "## ${part#*:}"
@@ -50,7 +84,7 @@ page=book/src/performance.md
     echo "\`./benches/$name.sh\` printed:"
     echo
     echo '```text'
-    # hyperfine's progress lines and the setup chatter are left out.
+    # The setup chatter (package installs) is left out.
     grep -vE '^(installing|debconf|readline|Use of uninit|Reading|Building|Selecting|Preparing|Unpacking|Setting up|Processing|Created symlink)' "$out/$name.txt" |
       grep -v $'\r'
     echo '```'
