@@ -41,6 +41,14 @@ pub struct Container {
 }
 
 impl Container {
+    /// The name alone, without copying the whole record.
+    pub fn name(&self) -> String {
+        match self.record.lock() {
+            Ok(record) => record.name.clone(),
+            Err(poisoned) => poisoned.into_inner().name.clone(),
+        }
+    }
+
     pub fn record(&self) -> Record {
         self.record
             .lock()
@@ -160,7 +168,7 @@ impl Engine {
             return Ok(Arc::clone(container));
         }
         let name = key.strip_prefix('/').unwrap_or(key);
-        if let Some(container) = containers.values().find(|c| c.record().name == name) {
+        if let Some(container) = containers.values().find(|c| c.name() == name) {
             return Ok(Arc::clone(container));
         }
         let mut matches = containers.values().filter(|c| !key.is_empty() && c.id.starts_with(key));
@@ -173,10 +181,13 @@ impl Engine {
 
     pub fn name_in_use(&self, name: &str) -> Option<String> {
         let containers = self.containers.lock().unwrap_or_else(|e| e.into_inner());
-        containers
-            .values()
-            .find(|c| c.record().name == name)
-            .map(|c| c.id.clone())
+        containers.values().find(|c| c.name() == name).map(|c| c.id.clone())
+    }
+
+    /// Every container's name, read once: choosing a generated name tries many.
+    pub fn names_in_use(&self) -> std::collections::HashSet<String> {
+        let containers = self.containers.lock().unwrap_or_else(|e| e.into_inner());
+        containers.values().map(|c| c.name()).collect()
     }
 
     pub fn insert(&self, dir: ContainerDir, record: Record) -> Arc<Container> {

@@ -98,10 +98,15 @@ pub async fn create(state: State, query: Query, body: Result<Bytes, BytesRejecti
             }
             name
         }
-        None => (0..)
-            .map(|attempt| ids::generated_name(&id, attempt))
-            .find(|n| engine.name_in_use(n).is_none())
-            .unwrap_or_else(|| id[..12].to_owned()),
+        None => {
+            // Past the 400 adjective_name pairs every create tries hundreds of names: look
+            // them up in a set, not by a scan of every container each.
+            let taken = engine.names_in_use();
+            (0..)
+                .map(|attempt| ids::generated_name(&id, attempt))
+                .find(|n| !taken.contains(n))
+                .unwrap_or_else(|| id[..12].to_owned())
+        }
     };
     let record = Record {
         id: id.clone(),
