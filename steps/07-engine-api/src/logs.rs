@@ -64,11 +64,16 @@ impl Selection {
 
 /// The entries from byte `offset` on, and the offset after the last whole line read.
 pub fn read_from(path: &Path, offset: u64) -> std::io::Result<(Vec<Entry>, u64)> {
-    let mut file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), offset)),
-        Err(e) => return Err(e),
-    };
+    match std::fs::File::open(path) {
+        Ok(file) => read_entries(&file, offset),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Vec::new(), offset)),
+        Err(e) => Err(e),
+    }
+}
+
+/// The same from a log file already open: a follower keeps reading it after the container
+/// is removed (and its file unlinked) before the client has read everything.
+pub fn read_entries(mut file: &std::fs::File, offset: u64) -> std::io::Result<(Vec<Entry>, u64)> {
     file.seek(std::io::SeekFrom::Start(offset))?;
     let mut reader = std::io::BufReader::new(file);
     let mut entries = Vec::new();

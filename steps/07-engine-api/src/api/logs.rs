@@ -47,7 +47,17 @@ pub async fn logs(state: State, Path(id): Path<String>, query: Query) -> ApiResu
     }
     let (tty, timestamps, follow) = (record.tty(), flag(&query, "timestamps"), flag(&query, "follow"));
     let path = container.dir.log();
-    let (entries, offset) = logs::read_from(&path, 0).map_err(ApiError::internal)?;
+    // Opened once: docker-py reads a followed stream only after it has removed the
+    // container, whose log file is gone by then; an open file still reads.
+    let file = match std::fs::File::open(&path) {
+        Ok(file) => Some(std::sync::Arc::new(file)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(ApiError::internal(e)),
+    };
+    let (entries, offset) = match &file {
+        Some(file) => logs::read_entries(file, 0).map_err(ApiError::internal)?,
+        None => (Vec::new(), 0),
+    };
     let mut first: Vec<Entry> = entries.into_iter().filter(|e| selection.wants(e)).collect();
     if let Some(tail) = selection.tail {
         first.drain(..first.len().saturating_sub(tail));
@@ -59,7 +69,7 @@ pub async fn logs(state: State, Path(id): Path<String>, query: Query) -> ApiResu
     let follow = follow && record.running();
     // Following: poll the file until the container has ended and the file is drained.
     let rest = futures_util::stream::unfold((offset, follow, lifecycle), move |(offset, going, lifecycle)| {
-        let (path, selection) = (path.clone(), selection.clone());
+        let (path, file, selection) = (path.clone(), file.clone(), selection.clone());
         async move {
             if !going {
                 return None;
@@ -67,7 +77,11 @@ pub async fn logs(state: State, Path(id): Path<String>, query: Query) -> ApiResu
             let mut offset = offset;
             loop {
                 let ended = !lifecycle.borrow().running;
-                let (entries, next) = logs::read_from(&path, offset).unwrap_or((Vec::new(), offset));
+                let read = match &file {
+                    Some(file) => logs::read_entries(file, offset),
+                    None => logs::read_from(&path, offset),
+                };
+                let (entries, next) = read.unwrap_or((Vec::new(), offset));
                 let wanted: Vec<Entry> = entries.into_iter().filter(|e| selection.wants(e)).collect();
                 offset = next;
                 if !wanted.is_empty() || ended {
