@@ -92,18 +92,7 @@ fn finish(mut child: Child) -> Output {
 
 /// `docker ARGS` with `input` on its stdin.
 fn with_stdin(engine: &Engine, args: &[&str], input: &[u8]) -> Output {
-    let mut child = engine
-        .docker()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("docker");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let _ = stdin.write_all(input);
-    drop(stdin);
-    finish(child)
+    finish(engine.spawn_with_stdin(args, input))
 }
 
 /// A registry holding `name:1`: the test rootfs (busybox and its shell) plus a file of
@@ -685,6 +674,20 @@ fn monitor(engine: &Engine, id: &str) -> Child {
         .expect("keel-monitor")
 }
 
+/// A created container and a monitor of the test's own that has made it in the runtime
+/// (it said `created PID`), waiting for `start` on its stdin: the engine's side of the
+/// handshake played by the test.
+fn created_by_a_monitor(
+    engine: &Engine,
+    parent: &str,
+) -> (String, Child, std::io::BufReader<std::process::ChildStdout>) {
+    let id = created(engine, parent);
+    let mut child = monitor(engine, &id);
+    let mut answers = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    assert!(read_line(&mut answers).starts_with("created "));
+    (id, child, answers)
+}
+
 fn read_line(reader: &mut impl std::io::BufRead) -> String {
     let mut line = String::new();
     let _ = reader.read_line(&mut line);
@@ -765,10 +768,7 @@ fn a_container_started_as_the_engine_died_is_running_after_the_restart() {
     let parent = format!("keelfaultsb{}", std::process::id());
     let _parents = CgroupParents(parent.clone());
     let mut engine = Engine::start();
-    let id = created(&engine, &parent);
-    let mut child = monitor(&engine, &id);
-    let mut answers = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-    assert!(read_line(&mut answers).starts_with("created "));
+    let (id, mut child, mut answers) = created_by_a_monitor(&engine, &parent);
     let mut stdin = child.stdin.take().expect("stdin");
     stdin.write_all(b"start\n").expect("start");
     assert_eq!(read_line(&mut answers).trim(), "started");
@@ -803,10 +803,7 @@ fn a_container_whose_monitor_died_before_start_is_deleted_at_the_restart() {
     let parent = format!("keelfaultsc{}", std::process::id());
     let _parents = CgroupParents(parent.clone());
     let mut engine = Engine::start();
-    let id = created(&engine, &parent);
-    let mut child = monitor(&engine, &id);
-    let mut answers = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-    assert!(read_line(&mut answers).starts_with("created "));
+    let (id, mut child, _answers) = created_by_a_monitor(&engine, &parent);
     // The monitor dies too (the OOM killer, an admin): nothing will start or delete the
     // runtime's container.
     let _ = child.kill();

@@ -3,9 +3,8 @@
 //! pull from a real local registry (progress, errors before and during the stream), the
 //! pull `docker run` does by itself, prune, and the image events all of these emit.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 use keel_tests::engine::{lines, Engine};
 use keel_tests::registry::Registry;
@@ -31,19 +30,10 @@ fn fails(engine: &Engine, args: &[&str]) -> String {
 
 /// `docker ARGS` with `input` on its stdin.
 fn with_stdin(engine: &Engine, args: &[&str], input: &[u8]) -> Output {
-    let mut child = engine
-        .docker()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("docker");
-    let mut stdin = child.stdin.take().expect("stdin");
-    // The engine may answer (and the CLI stop reading) before all of a bad input is sent.
-    let _ = stdin.write_all(input);
-    drop(stdin);
-    child.wait_with_output().expect("docker output")
+    engine
+        .spawn_with_stdin(args, input)
+        .wait_with_output()
+        .expect("docker output")
 }
 
 /// The repositories:tags `docker images` lists.

@@ -134,6 +134,23 @@ impl Engine {
         command
     }
 
+    /// `docker ARGS` started with `input` written to its stdin, which is then closed.
+    pub fn spawn_with_stdin(&self, args: &[&str], input: &[u8]) -> Child {
+        let mut child = self
+            .docker()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("docker");
+        let mut stdin = child.stdin.take().expect("stdin");
+        // The engine may answer (and the CLI stop reading) before all of a bad input is sent.
+        let _ = std::io::Write::write_all(&mut stdin, input);
+        drop(stdin);
+        child
+    }
+
     /// `docker ARGS`, waited for (at most 60 s).
     pub fn run(&self, args: &[&str]) -> Output {
         let mut child = self

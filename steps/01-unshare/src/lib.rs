@@ -60,11 +60,18 @@ pub fn stages(spec: &Spec) -> Result<Vec<Box<dyn Stage>>, StageBuildError> {
     if let Some(limits) = process_limits::ProcessLimits::from_spec(spec).map_err(StageBuildError::new)? {
         stages.push(Box::new(limits));
     }
-    // And what the process gives up last: root (process.user), capabilities, no_new_privs.
+    stages.extend(process_stages(spec)?);
+    Ok(stages)
+}
+
+/// What the process gives up last: root (process.user), capabilities, no_new_privs, and the
+/// system calls it may make at all. A process that joins a running container (the runtime's
+/// `exec`) gives up the same, through this same list.
+pub fn process_stages(spec: &Spec) -> Result<Vec<Box<dyn Stage>>, StageBuildError> {
+    let mut stages: Vec<Box<dyn Stage>> = Vec::new();
     if let Some(privileges) = capabilities::Privileges::from_spec(spec) {
         stages.push(Box::new(privileges));
     }
-    // And the system calls it may make at all.
     if let Some(filter) = seccomp::Seccomp::from_spec(spec).map_err(StageBuildError::new)? {
         stages.push(Box::new(filter));
     }

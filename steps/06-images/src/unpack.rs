@@ -667,10 +667,7 @@ fn meta<R: Read>(entry: &mut Entry<'_, R>, name: &str) -> Result<Meta, UnpackErr
     let gid = u32::try_from(gid).map_err(|e| bad("gid", &e))?;
     // Without root (a rootless store), every file is the user's own: the user namespace
     // maps that one id to root inside, and no other owner could be set anyway.
-    let (uid, gid) = match rootless_owner() {
-        Some(owner) => owner,
-        None => (uid, gid),
-    };
+    let (uid, gid) = rootless_owner().unwrap_or((uid, gid));
     let mtime = or_zero(&raw.mtime, header.mtime()).map_err(|e| bad("mtime", &e))?;
     let mtime = i64::try_from(mtime).map_err(|e| bad("mtime", &e))?;
     let xattrs = xattrs(entry).map_err(|e| bad("PAX header", &e))?;

@@ -243,8 +243,7 @@ impl Engine {
             Some(exit) => (exit.exit_code, exit.oom_killed, exit.finished_at, String::new()),
             None => {
                 // No monitor and no record of the end: make sure nothing is left running.
-                let log = self.runtime_log(container);
-                let _ = self.runtime.call(&log, &["delete", "--force", &container.id]).await;
+                self.delete_from_runtime(container).await;
                 (
                     255,
                     false,
@@ -287,14 +286,20 @@ impl Engine {
         }
     }
 
-    /// Removes a stopped container: runtime state, snapshot, directory, record.
-    pub async fn remove(&self, container: &Arc<Container>) -> anyhow::Result<()> {
-        // The monitor deleted the runtime's container when it ended; only what a dead
-        // monitor left needs the runtime's `delete` (one process less per `run --rm`).
+    /// The runtime's `delete --force`, when the runtime still keeps state for the container
+    /// (one process less per `run --rm`, whose monitor has deleted it already).
+    async fn delete_from_runtime(&self, container: &Container) {
         if self.runtime.root.join(&container.id).exists() {
             let log = self.runtime_log(container);
             let _ = self.runtime.call(&log, &["delete", "--force", &container.id]).await;
         }
+    }
+
+    /// Removes a stopped container: runtime state, snapshot, directory, record.
+    pub async fn remove(&self, container: &Arc<Container>) -> anyhow::Result<()> {
+        // The monitor deleted the runtime's container when it ended; only what a dead
+        // monitor left needs the runtime's `delete`.
+        self.delete_from_runtime(container).await;
         self.disconnect(container).await;
         let snapshots = step05_overlay::store::Store::new(&self.root);
         match snapshots.remove(&container.id) {
@@ -391,7 +396,7 @@ impl Engine {
         }
         if !state.is_null() {
             tracing::warn!("deleting {}, which an engine left half-started", container.id);
-            let _ = self.runtime.call(&log, &["delete", "--force", &container.id]).await;
+            self.delete_from_runtime(container).await;
         }
         if !monitor {
             let _ = std::fs::remove_file(&socket);

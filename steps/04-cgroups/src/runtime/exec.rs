@@ -6,12 +6,12 @@
 use clap::Args;
 use nix::unistd::Pid;
 use std::path::PathBuf;
-use step03_mount_ns::step02_pid_ns::step01_unshare::capabilities::{self, Privileges};
+use step03_mount_ns::step02_pid_ns::step01_unshare;
+use step03_mount_ns::step02_pid_ns::step01_unshare::capabilities;
 use step03_mount_ns::step02_pid_ns::step01_unshare::launch::{self, Detached};
 use step03_mount_ns::step02_pid_ns::step01_unshare::oci_spec::runtime::{
     Capabilities, LinuxNamespaceType, Process, Spec, User,
 };
-use step03_mount_ns::step02_pid_ns::step01_unshare::seccomp::Seccomp;
 use step03_mount_ns::step02_pid_ns::step01_unshare::signals;
 use step03_mount_ns::step02_pid_ns::step01_unshare::stage::{Stage, StageError, StageOrder};
 
@@ -200,15 +200,9 @@ pub fn exec(context: &Context, args: &ExecArgs) -> Result<i32, RuntimeError> {
     }
     let spec = exec_spec(&record, with_privileges(process(&record, args)?, args)?);
     let mut stages: Vec<Box<dyn Stage>> = vec![Box::new(JoinCgroup(record.cgroup()?))];
-    // The same user, capabilities and no_new_privs as the container's process (or those of
-    // --process): `docker exec` is no way around them.
-    if let Some(privileges) = Privileges::from_spec(&spec) {
-        stages.push(Box::new(privileges));
-    }
-    // And the container's seccomp filter: exec is no way around it either.
-    if let Some(filter) = Seccomp::from_spec(&spec).map_err(|e| RuntimeError::Usage(e.to_string()))? {
-        stages.push(Box::new(filter));
-    }
+    // The same user, capabilities, no_new_privs and seccomp filter as the container's
+    // process (or those of --process): `docker exec` is no way around them.
+    stages.extend(step01_unshare::process_stages(&spec)?);
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     if let Some(pause) = TestPause::from_env() {
         stages.push(Box::new(pause));

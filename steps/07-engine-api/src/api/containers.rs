@@ -145,8 +145,6 @@ fn host_config_with_defaults(sent: Option<&Value>) -> Value {
     host_config
 }
 
-/// The network exists and the published ports are free: refused at create, as docker's
-/// conflicts are, before anything is made.
 /// Labels are kept as sent and listed back: docker's clients read them as strings, and one
 /// number among them breaks `docker ps` for every container (found by fuzzing the API).
 fn check_labels(raw: &Value) -> ApiResult<()> {
@@ -159,6 +157,8 @@ fn check_labels(raw: &Value) -> ApiResult<()> {
     }
 }
 
+/// The network exists and the published ports are free: refused at create, as docker's
+/// conflicts are, before anything is made.
 fn check_network(engine: &Engine, raw: &Value) -> ApiResult<()> {
     use crate::network::{ports, Mode};
     let host_config = &raw["HostConfig"];
@@ -180,20 +180,12 @@ fn check_network(engine: &Engine, raw: &Value) -> ApiResult<()> {
                 .unwrap_or_default()
                 .iter()
                 .chain(record.network.iter().flat_map(|a| a.ports.iter()))
-                .any(|p| {
-                    p.host_port == port.host_port
-                        && p.proto == port.proto
-                        && (p.host_ip.is_empty() || port.host_ip.is_empty() || p.host_ip == port.host_ip)
-                })
+                .any(|p| p.clashes_with(port))
         });
         if taken_by_container || ports::in_use_on_host(port) {
-            let address = if port.host_ip.is_empty() {
-                "0.0.0.0"
-            } else {
-                &port.host_ip
-            };
             return Err(ApiError::conflict(format!(
-                "Bind for {address}:{} failed: port is already allocated",
+                "Bind for {}:{} failed: port is already allocated",
+                port.host_address(),
                 port.host_port
             )));
         }
@@ -289,12 +281,7 @@ fn ports_list(record: &Record) -> Vec<Value> {
         .iter()
         .flat_map(|a| a.ports.iter())
         .map(|p| {
-            let ip = if p.host_ip.is_empty() {
-                "0.0.0.0"
-            } else {
-                p.host_ip.as_str()
-            };
-            json!({"IP": ip, "PrivatePort": p.container_port, "PublicPort": p.host_port, "Type": p.proto})
+            json!({"IP": p.host_address(), "PrivatePort": p.container_port, "PublicPort": p.host_port, "Type": p.proto})
         })
         .collect()
 }
@@ -316,14 +303,9 @@ fn network_settings(record: &Record) -> Value {
     let mut ports = serde_json::Map::new();
     for p in record.network.iter().flat_map(|a| a.ports.iter()) {
         let key = format!("{}/{}", p.container_port, p.proto);
-        let ip = if p.host_ip.is_empty() {
-            "0.0.0.0"
-        } else {
-            p.host_ip.as_str()
-        };
         let entry = ports.entry(key).or_insert_with(|| json!([]));
         if let Some(list) = entry.as_array_mut() {
-            list.push(json!({"HostIp": ip, "HostPort": p.host_port.to_string()}));
+            list.push(json!({"HostIp": p.host_address(), "HostPort": p.host_port.to_string()}));
         }
     }
     let (address, gateway, prefix) = record

@@ -21,6 +21,24 @@ pub struct PortMap {
     pub proto: String,
 }
 
+impl PortMap {
+    /// The host address as docker shows it: `0.0.0.0` for every address.
+    pub fn host_address(&self) -> &str {
+        if self.host_ip.is_empty() {
+            "0.0.0.0"
+        } else {
+            &self.host_ip
+        }
+    }
+
+    /// Whether both would take the same port of the host (every address overlaps any).
+    pub fn clashes_with(&self, other: &PortMap) -> bool {
+        self.host_port == other.host_port
+            && self.proto == other.proto
+            && (self.host_ip.is_empty() || other.host_ip.is_empty() || self.host_ip == other.host_ip)
+    }
+}
+
 fn parse_key(key: &str) -> Result<(u16, String), NetError> {
     let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
     let port = port
@@ -84,11 +102,7 @@ pub fn requested(config: &Value, host_config: &Value) -> Result<Vec<PortMap>, Ne
 
 /// Whether a process of the host holds the port already.
 pub fn in_use_on_host(port: &PortMap) -> bool {
-    let address = if port.host_ip.is_empty() {
-        "0.0.0.0"
-    } else {
-        &port.host_ip
-    };
+    let address = port.host_address();
     let free = match port.proto.as_str() {
         "udp" => std::net::UdpSocket::bind((address, port.host_port)).is_ok(),
         _ => std::net::TcpListener::bind((address, port.host_port)).is_ok(),
