@@ -134,10 +134,10 @@ fn result(path: &Path) -> String {
 /// the runtime's binary run as `/proc/self/exe` (`--root /tmp/none` marks it), opens that
 /// process's `/proc/PID/exe`, lets it end (it blocks opening the FIFO /tmp/fifo as its log),
 /// then reopens the descriptor for writing (`/proc/self/fd/3`), retrying while the binary is
-/// still being executed (ETXTBSY). It writes only to a memfd or to the path given as $1: the
-/// test's own copy of the runtime, never the shared one. /result says what happened. (No
-/// /dev/null: the bundle allows no device.)
-const OVERWRITE_EXE: &str = r#"allowed="$1"
+/// still being executed (ETXTBSY). It never writes when the link names $1, the runtime the
+/// other tests share: only to a memfd, a read-only overlay's file or the test's own copy of
+/// the runtime. /result says what happened. (No /dev/null: the bundle allows no device.)
+const OVERWRITE_EXE: &str = r#"shared="$1"
 rm -f /tmp/fifo /result; mkfifo /tmp/fifo
 while :; do
   for p in /proc/[0-9]*; do
@@ -148,7 +148,7 @@ done
 link=$(readlink /proc/$pid/exe)
 if ! exec 3< /proc/$pid/exe; then echo "open refused ($link)" > /result; cat /tmp/fifo > /tmp/drained; exit 0; fi
 cat /tmp/fifo > /tmp/drained
-case "$link" in /memfd:*|"$allowed") ;; *) echo "exposed ($link)" > /result; exit 0;; esac
+if [ "$link" = "$shared" ]; then echo "exposed ($link)" > /result; exit 0; fi
 for i in $(seq 250); do
   if (echo pwned > /proc/self/fd/3) 2>/tmp/err; then echo "overwrote ($link)" > /result; exit 0; fi
   grep -q busy /tmp/err || break
@@ -183,12 +183,12 @@ fn cve_2019_5736_a_container_cannot_overwrite_the_runtime_through_proc_self_exe(
     let original = std::fs::read(&copy).expect("runtime");
     let runtime = Runtime::new(copy.clone());
     let container = Container::start(&runtime, &rootfs, "keel-cve-5736");
+    let shared = binary("step04-cgroups").to_str().expect("utf-8").to_owned();
 
     let attack = |env: &[(&str, &str)]| {
         let _ = std::fs::remove_file(rootfs.path().join("result"));
         let _ = std::fs::remove_file(rootfs.path().join("tmp/fifo"));
-        let allowed = copy.to_str().expect("utf-8");
-        runtime.detached(&["exec", "--detach", container.id, "sh", "/attack.sh", allowed]);
+        runtime.detached(&["exec", "--detach", container.id, "sh", "/attack.sh", &shared]);
         assert!(wait_for(&rootfs.path().join("tmp/fifo")), "the attacker did not start");
         let mut args = vec!["exec", container.id];
         args.extend(RUNTIME_AS_COMMAND);
@@ -199,10 +199,18 @@ fn cve_2019_5736_a_container_cannot_overwrite_the_runtime_through_proc_self_exe(
         result(&rootfs.path().join("result"))
     };
 
+    // Root gets the runtime's directory as a read-only overlay: the link names a file of a
+    // mount that is nowhere in the tree, and writing it is refused.
     let protected = attack(&[]);
     assert!(
-        protected.starts_with("refused (/memfd:keel-runtime (deleted))"),
+        protected.starts_with("refused (/keel-runtime)") && protected.contains("Read-only file system"),
         "{protected}"
+    );
+    // Without the overlay (a user without root): a sealed copy in memory.
+    let sealed = attack(&[("KEEL_TEST_ONLY_SEALED_EXE_MEMFD", "1")]);
+    assert!(
+        sealed.starts_with("refused (/memfd:keel-runtime (deleted))"),
+        "{sealed}"
     );
     assert!(
         std::fs::read(&copy).expect("runtime") == original,
@@ -258,12 +266,12 @@ fn cve_2019_5736_the_process_entering_the_container_is_not_dumpable() {
     assert_eq!(peek(&[]), "exe: denied\nenviron: denied");
     assert_eq!(
         peek(&[("KEEL_TEST_ONLY_DUMPABLE_EXEC", "1")]),
-        "exe: /memfd:keel-runtime (deleted)\nenviron: read"
+        "exe: /step04-cgroups\nenviron: read"
     );
 }
 
 #[test]
-fn cve_2019_5736_docker_exec_runs_the_runtime_from_a_sealed_copy() {
+fn cve_2019_5736_docker_exec_runs_the_runtime_from_an_unwritable_view() {
     if !needs_root() {
         return;
     }
@@ -285,8 +293,9 @@ fn cve_2019_5736_docker_exec_runs_the_runtime_from_a_sealed_copy() {
     let script = engine.scratch("attack.sh");
     std::fs::write(&script, OVERWRITE_EXE).expect("attack.sh");
     ok(&["cp", script.to_str().expect("utf-8"), &format!("{name}:/attack.sh")]);
-    // "none": the engine's runtime is the shared one; the attacker writes to a memfd only.
-    ok(&["exec", "-d", name, "sh", "/attack.sh", "none"]);
+    // The engine's runtime is the shared one: the attacker never writes to it.
+    let shared = binary("step04-cgroups");
+    ok(&["exec", "-d", name, "sh", "/attack.sh", shared.to_str().expect("utf-8")]);
     let started = (0..200).any(|_| {
         std::thread::sleep(Duration::from_millis(50));
         engine.run(&["exec", name, "test", "-p", "/tmp/fifo"]).status.success()
@@ -305,7 +314,7 @@ fn cve_2019_5736_docker_exec_runs_the_runtime_from_a_sealed_copy() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(
-        report.starts_with("refused (/memfd:keel-runtime (deleted))"),
+        report.starts_with("refused (/step04-cgroups)") && report.contains("Read-only file system"),
         "{report}"
     );
     ok(&["rm", "-f", name]);

@@ -154,7 +154,7 @@ pub fn main(args: Vec<OsString>) -> ! {
     // The commands that put a process of ours inside a container run from a sealed copy of
     // this binary, never from its file (sealed_exe: CVE-2019-5736).
     if matches!(cli.command, Command::Create(_) | Command::Run { .. } | Command::Exec(_)) {
-        if let Err(error) = sealed_exe::ensure(&args) {
+        if let Err(error) = sealed_exe::ensure(&args, &cli.root) {
             log.error(&error.to_string());
             std::process::exit(1)
         }
