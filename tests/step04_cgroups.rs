@@ -190,8 +190,13 @@ fn the_cgroup_is_removed_when_the_tool_is_terminated() {
 /// Runs step 04 in a private mount namespace where /sys/fs/cgroup is a cgroup2 mount: the
 /// pure v2 layout most users have, on this hybrid machine.
 fn run_on_cgroup2(rootfs: &TestRootfs, flags: &str, command: &str) -> std::process::Output {
+    run_on_cgroup2_with(rootfs, "", flags, command)
+}
+
+/// [`run_on_cgroup2`], with step 04 started by `wrapper` (strace...).
+fn run_on_cgroup2_with(rootfs: &TestRootfs, wrapper: &str, flags: &str, command: &str) -> std::process::Output {
     let script = format!(
-        "mount -t cgroup2 none /sys/fs/cgroup && exec {} run --rootfs {} --cgroup-parent keel-test-v2 {flags} -- {command}",
+        "mount -t cgroup2 none /sys/fs/cgroup && exec {wrapper} {} run --rootfs {} --cgroup-parent keel-test-v2 {flags} -- {command}",
         binary(STEP).display(),
         rootfs.path().display()
     );
@@ -200,6 +205,32 @@ fn run_on_cgroup2(rootfs: &TestRootfs, flags: &str, command: &str) -> std::proce
         .timeout(Duration::from_secs(30))
         .output()
         .expect("unshare")
+}
+
+#[test]
+fn on_cgroup2_the_child_is_born_in_its_cgroup_instead_of_being_moved() {
+    if !needs_root() {
+        return;
+    }
+    let rootfs = TestRootfs::new();
+    // strace shows how the child got there: clone3 into the cgroup's directory, and no
+    // write of its pid to cgroup.procs (the move that waits for an RCU grace period).
+    let output = run_on_cgroup2_with(&rootfs, "strace -f -e trace=clone3,openat", "", "true");
+    assert!(output.status.success(), "{output:?}");
+    let trace = stderr(&output);
+    assert!(
+        trace
+            .lines()
+            .any(|l| l.contains("clone3(") && l.contains("CLONE_INTO_CGROUP") && !l.contains("= -1")),
+        "{trace}"
+    );
+    assert!(
+        !trace.lines().any(|l| l.contains("cgroup.procs\", O_WRONLY")),
+        "{trace}"
+    );
+    if let Some(dir) = unified_dir("keel-test-v2") {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
 }
 
 fn unified_dir(parent: &str) -> Option<PathBuf> {

@@ -25,6 +25,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use crate::child_error::{ChildError, ReportedError};
+use crate::clone_into_cgroup::{clone_into_cgroup, Cloned};
 use crate::exec::{ExecPlan, ExecPlanError};
 use crate::namespaces::{clone_flag, requested, Joins, NamespaceError};
 use crate::signals;
@@ -202,14 +203,36 @@ fn launch(spec: &Spec, mut stages: Vec<Box<dyn Stage>>, detached: Option<&Detach
         keep_inherited_fds: crate::leaked_fds::measures_off(),
     };
 
+    let mut birth_cgroup = None;
+    for stage in &container.stages {
+        birth_cgroup = birth_cgroup.or(stage.birth_cgroup()?);
+    }
+    let born = match &birth_cgroup {
+        // SAFETY: as for `clone` below; the child runs `child`, which never returns.
+        Some(cgroup) => match unsafe { clone_into_cgroup(flags, cgroup.as_fd()) } {
+            Ok(Cloned::Child) => exit_now(child(&plan) as i32),
+            Ok(Cloned::Parent(pid)) => Some(pid),
+            // No clone3 (before Linux 5.7, or a seccomp filter refusing it): a plain
+            // clone, and the stage moves the child from `in_parent`.
+            Err(_) => None,
+        },
+        None => None,
+    };
     // ANCHOR: clone
-    let mut stack = vec![0u8; CHILD_STACK_SIZE];
-    let child_main = Box::new(|| child(&plan));
-    // SAFETY: the child gets a copy of this single-threaded process (no CLONE_VM), runs on
-    // `stack`, which outlives the call, and ends in exec or _exit without returning here.
-    let pid = unsafe { nix::sched::clone(child_main, &mut stack, flags, Some(Signal::SIGCHLD as i32)) }
-        .map_err(|errno| LaunchError::Clone { flags, errno })?;
+    let pid = match born {
+        Some(pid) => pid,
+        None => {
+            let mut stack = vec![0u8; CHILD_STACK_SIZE];
+            let child_main = Box::new(|| child(&plan));
+            // SAFETY: the child gets a copy of this single-threaded process (no CLONE_VM),
+            // runs on `stack`, which outlives the call, and ends in exec or _exit without
+            // returning here.
+            unsafe { nix::sched::clone(child_main, &mut stack, flags, Some(Signal::SIGCHLD as i32)) }
+                .map_err(|errno| LaunchError::Clone { flags, errno })?
+        }
+    };
     // ANCHOR_END: clone
+    drop(birth_cgroup);
     container.pid = Some(pid);
     drop(sync_read);
     drop(error_write);

@@ -11,6 +11,7 @@
 pub mod capabilities;
 pub mod child_error;
 pub mod cli;
+pub mod clone_into_cgroup;
 pub mod doctor;
 pub mod exec;
 pub mod launch;

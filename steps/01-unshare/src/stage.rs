@@ -8,7 +8,7 @@
 use nix::sched::CloneFlags;
 use nix::sys::signal::SigSet;
 use nix::unistd::Pid;
-use std::os::fd::RawFd;
+use std::os::fd::{OwnedFd, RawFd};
 
 use crate::child_error::ChildError;
 
@@ -66,6 +66,14 @@ pub trait Stage {
 
     /// Where `in_child` runs among the other stages.
     fn order(&self) -> StageOrder;
+
+    /// Runs in the parent before `clone`: a cgroup v2 directory the child should be born in
+    /// (`clone3` with `CLONE_INTO_CGROUP`, see [`crate::clone_into_cgroup`]), far cheaper than
+    /// moving it there from `in_parent`. Only a hint: on a kernel that cannot, the child is
+    /// born where its parent is, and `in_parent` must still see to it.
+    fn birth_cgroup(&self) -> Result<Option<OwnedFd>, StageError> {
+        Ok(None)
+    }
 
     /// Runs in the parent after `clone`, while the child still waits for the go-ahead:
     /// work the child cannot do for itself (user-id maps, placing it in a cgroup).

@@ -2,6 +2,8 @@
 //! joined before the command runs, reported on (OOM kills, usage) and removed at the end.
 
 use nix::unistd::Pid;
+use std::cell::Cell;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use step03_mount_ns::step02_pid_ns::step01_unshare::oci_spec::runtime::{LinuxResources, Spec};
 use step03_mount_ns::step02_pid_ns::step01_unshare::spec::annotated;
@@ -56,6 +58,8 @@ pub struct Limits {
     cgroup: Box<dyn Cgroup>,
     resources: LinuxResources,
     show_stats: bool,
+    /// Made already (before `clone`, or by `in_parent` when `clone` came first).
+    created: Cell<bool>,
 }
 
 impl Limits {
@@ -73,7 +77,16 @@ impl Limits {
             cgroup: cgroups::open(layout, &path)?,
             resources,
             show_stats: annotated(spec, STATS_ANNOTATION),
+            created: Cell::new(false),
         })
+    }
+
+    fn create_once(&self) -> Result<(), StageError> {
+        if !self.created.get() {
+            self.cgroup.create(&self.resources).map_err(stage_error)?;
+            self.created.set(true);
+        }
+        Ok(())
     }
 
     fn memory_limit(&self) -> Option<u64> {
@@ -99,10 +112,16 @@ impl Stage for Limits {
     }
 
     // ANCHOR: join
+    /// The cgroup is made before `clone`; on cgroup v2 the child is born in it.
+    fn birth_cgroup(&self) -> Result<Option<OwnedFd>, StageError> {
+        self.create_once()?;
+        self.cgroup.birth_dir().map_err(stage_error)
+    }
+
     /// The child waits for our go-ahead, so it enters its cgroup before running anything:
     /// there is no moment when it runs without its limits.
     fn in_parent(&self, child: Pid) -> Result<(), StageError> {
-        self.cgroup.create(&self.resources).map_err(stage_error)?;
+        self.create_once()?;
         self.cgroup.add(child).map_err(stage_error)
     }
     // ANCHOR_END: join

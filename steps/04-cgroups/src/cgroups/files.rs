@@ -2,6 +2,7 @@
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -100,6 +101,33 @@ pub fn processes(dir: &Path) -> Result<Vec<Pid>, CgroupError> {
     pids.sort_by_key(|p| p.as_raw());
     pids.dedup();
     Ok(pids)
+}
+
+/// The processes directly in `dir` (not below it); none when it cannot be read.
+pub fn processes_here(dir: &Path) -> Vec<Pid> {
+    read(dir, "cgroup.procs")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .map(Pid::from_raw)
+        .collect()
+}
+
+/// `dir` opened as a directory (close-on-exec), for `clone3`'s `CLONE_INTO_CGROUP`.
+pub fn open_dir(dir: &Path) -> Result<OwnedFd, CgroupError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_DIRECTORY)
+        .open(dir)
+        .map(OwnedFd::from)
+        .map_err(|error| {
+            CgroupError::Io(PathError {
+                action: "opening",
+                path: dir.to_owned(),
+                error,
+            })
+        })
 }
 
 /// Asks `done` until it says yes or `timeout` has passed (then one last time); says whether

@@ -18,6 +18,7 @@ pub mod v1;
 pub mod v2;
 
 use nix::unistd::Pid;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use step03_mount_ns::step02_pid_ns::step01_unshare::oci_spec::runtime::{
     LinuxCpu, LinuxMemory, LinuxPids, LinuxResources,
@@ -94,8 +95,11 @@ pub trait Cgroup {
     /// Whether the cgroup's directory exists (on v1: in any of its trees, so that what is
     /// left of a half-removed cgroup still counts and can be destroyed).
     fn exists(&self) -> bool;
-    /// Moves `pid` into the cgroup.
+    /// Moves `pid` into the cgroup (nothing to do when it is there already).
     fn add(&self, pid: Pid) -> Result<(), CgroupError>;
+    /// The cgroup's directory, open, for a child to be born in it (`clone3` with
+    /// `CLONE_INTO_CGROUP`): v2 only, `None` on v1, where a process joins each tree by pid.
+    fn birth_dir(&self) -> Result<Option<OwnedFd>, CgroupError>;
     /// How many times the kernel's OOM killer killed a process of this cgroup.
     fn oom_kills(&self) -> u64;
     fn stats(&self) -> Stats;

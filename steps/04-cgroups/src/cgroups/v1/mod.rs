@@ -9,6 +9,7 @@ pub mod pids;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use step03_mount_ns::step02_pid_ns::step01_unshare::oci_spec::runtime::LinuxResources;
 
@@ -142,6 +143,10 @@ impl Cgroup for CgroupV1 {
             files::write(dir, "cgroup.procs", &pid.to_string())?;
         }
         Ok(())
+    }
+
+    fn birth_dir(&self) -> Result<Option<OwnedFd>, CgroupError> {
+        Ok(None)
     }
 
     fn oom_kills(&self) -> u64 {

@@ -7,6 +7,7 @@ pub mod memory;
 pub mod pids;
 
 use nix::unistd::Pid;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use step03_mount_ns::step02_pid_ns::step01_unshare::oci_spec::runtime::LinuxResources;
 
@@ -126,7 +127,16 @@ impl Cgroup for CgroupV2 {
     }
 
     fn add(&self, pid: Pid) -> Result<(), CgroupError> {
+        // A child born here (clone3) is in already: writing its pid again would take the
+        // kernel's lock, and wait for a grace period, for nothing.
+        if files::processes_here(&self.dir).contains(&pid) {
+            return Ok(());
+        }
         files::write(&self.dir, "cgroup.procs", &pid.to_string())
+    }
+
+    fn birth_dir(&self) -> Result<Option<OwnedFd>, CgroupError> {
+        files::open_dir(&self.dir).map(Some)
     }
 
     fn oom_kills(&self) -> u64 {
