@@ -179,10 +179,11 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Recor
     })
 }
 
-/// Temp file, fsync, rename, fsync of the directory: the new content or the old, whole
-/// (step 04's runtime writes its state the same way).
+/// Temp file, fsync, rename, fsync of the directory: the new content or the old, whole, and
+/// on disk (containers outlive a reboot; step 04's runtime state, which does not, skips the
+/// fsyncs).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RecordError> {
-    step04_cgroups::runtime::state::write_atomically(path, bytes).map_err(RecordError::from)
+    step04_cgroups::runtime::state::write_durably(path, bytes).map_err(RecordError::from)
 }
 
 pub use step04_cgroups::runtime::state::now_rfc3339;

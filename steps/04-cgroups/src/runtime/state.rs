@@ -221,21 +221,42 @@ pub fn exists(pid: i32) -> bool {
 }
 
 // ANCHOR: write_atomically
-/// Writes `bytes` to `path` so that a crash leaves the old or the new file, never a mix.
+/// Writes `bytes` to `path` so that a reader (or a process killed halfway) sees the old or
+/// the new file, never a mix: a temporary file of this process, renamed over it. Not synced
+/// to disk: the runtime's state describes processes, and a crash of the machine ends them
+/// all, so waiting for the disk (an fsync costs more than the rest of the write) buys
+/// nothing. Records that must survive a reboot use [`write_durably`].
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
-    let tmp = path.with_extension("tmp");
+    write_then_rename(path, bytes, false)
+}
+
+/// [`write_atomically`], and on disk when it returns: the file, then the directory that
+/// holds the rename (a container engine's records outlive a power cut).
+pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
+    write_then_rename(path, bytes, true)
+}
+
+fn write_then_rename(path: &Path, bytes: &[u8], sync: bool) -> Result<(), RuntimeError> {
+    // Unique per writer: two processes writing the same file never share a temporary.
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp-{}", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
     let write = || -> std::io::Result<()> {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
+        if sync {
+            file.sync_all()?;
+        }
         std::fs::rename(&tmp, path)?;
-        // The rename itself is only durable once the directory is synced.
-        if let Some(dir) = path.parent() {
+        if let Some(dir) = path.parent().filter(|_| sync) {
             std::fs::File::open(dir)?.sync_all()?;
         }
         Ok(())
     };
-    write().map_err(|e| RuntimeError::io("writing", path, e))
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        RuntimeError::io("writing", path, e)
+    })
 }
 // ANCHOR_END: write_atomically
 
