@@ -56,7 +56,10 @@ fn section(name: &str, out: &mut impl Write) -> std::io::Result<()> {
             let mut interfaces: Vec<&str> =
                 dev.lines().skip(2).filter_map(|l| l.split(':').next()).map(str::trim).collect();
             interfaces.sort();
-            writeln!(out, "interfaces: {}", interfaces.join(" "))
+            writeln!(out, "interfaces: {}", interfaces.join(" "))?;
+            // The kernel routes 127.0.0.1 (in the local table) only while lo is up.
+            let up = read("/proc/self/net/fib_trie").contains("127.0.0.1");
+            writeln!(out, "loopback: {}", if up { "up" } else { "down" })
         }
         "mounts" => {
             // mountinfo: ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS ... - FSTYPE SOURCE SUPEROPTIONS

@@ -244,10 +244,38 @@ impl Stage for Namespaces {
                 ChildError::setup(errno, &[b"setting hostname ", hostname.as_bytes(), b": sethostname"])
             })?;
         }
+        if self.flags.contains(CloneFlags::CLONE_NEWNET) {
+            loopback_up()
+                .map_err(|errno| ChildError::setup(errno, &[b"bringing lo up in the new network namespace: ioctl"]))?;
+        }
         Ok(())
     }
     // ANCHOR_END: hostname
 }
+
+// ANCHOR: loopback
+/// A new network namespace has one interface, `lo`, and it is down: nothing answers on
+/// 127.0.0.1 until it is up. docker's containers have it up (runc leaves that to the engine,
+/// which then starts `ip` in the namespace for it); keel brings it up here, where the
+/// namespace is known to be new, with one `ioctl(SIOCSIFFLAGS)` instead of a process.
+fn loopback_up() -> Result<(), Errno> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    use std::os::fd::AsRawFd;
+    let socket = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
+    let mut name = [0 as libc::c_char; libc::IFNAMSIZ];
+    name[0] = b'l' as libc::c_char;
+    name[1] = b'o' as libc::c_char;
+    let request = libc::ifreq {
+        ifr_name: name,
+        ifr_ifru: libc::__c_anonymous_ifr_ifru {
+            ifru_flags: libc::IFF_UP as libc::c_short,
+        },
+    };
+    // SAFETY: SIOCSIFFLAGS only reads `request`, an ifreq that lives until the call returns.
+    let result = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &request) };
+    Errno::result(result).map(drop)
+}
+// ANCHOR_END: loopback
 
 #[cfg(test)]
 mod tests {

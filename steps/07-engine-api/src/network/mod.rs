@@ -225,9 +225,19 @@ pub async fn attach(id: &str, pid: i32, network: &NetworkDef, address: Ipv4Addr)
 }
 // ANCHOR_END: attach
 
-/// `--network none`: the namespace has lo, and lo should be up.
+/// `--network none`: the namespace has lo, and lo should be up. keel's runtime brings it up
+/// itself (step 01's namespaces stage); runc leaves it down, and then `ip` does it.
 pub async fn loopback_only(pid: i32) -> Result<(), NetError> {
+    if loopback_is_up(pid) {
+        return Ok(());
+    }
     ip_batch_in(pid, "link set lo up\n").await.map(|_| ())
+}
+
+/// Whether lo is up in `pid`'s network namespace: the kernel lists 127.0.0.1 in the
+/// namespace's local routing table only while it is.
+fn loopback_is_up(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/net/fib_trie")).is_ok_and(|table| table.contains("127.0.0.1"))
 }
 
 // ANCHOR: detach
