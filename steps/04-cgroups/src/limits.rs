@@ -2,12 +2,13 @@
 //! joined before the command runs, reported on (OOM kills, usage) and removed at the end.
 
 use nix::unistd::Pid;
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::os::fd::OwnedFd;
 use std::path::Path;
+use step03_mount_ns::step02_pid_ns::step01_unshare::child_error::ChildError;
 use step03_mount_ns::step02_pid_ns::step01_unshare::oci_spec::runtime::{LinuxResources, Spec};
 use step03_mount_ns::step02_pid_ns::step01_unshare::spec::annotated;
-use step03_mount_ns::step02_pid_ns::step01_unshare::stage::{Stage, StageError, StageOrder};
+use step03_mount_ns::step02_pid_ns::step01_unshare::stage::{ChildContext, Stage, StageError, StageOrder};
 
 use crate::cgroups::{self, Cgroup, CgroupError, Layout};
 use crate::size::human;
@@ -15,8 +16,8 @@ use crate::size::human;
 /// With this annotation the container's resource usage is printed when it ends.
 pub const STATS_ANNOTATION: &str = "org.keel.stats";
 
-/// The cgroup is joined from the parent, before the child runs anything: nothing runs in
-/// the child for it.
+/// On v1 the child joins its cgroup itself, first after the namespaces, before the root
+/// filesystem and long before the cgroup namespace (400), which must see it there.
 pub const ORDER: StageOrder = StageOrder(120);
 
 /// The cgroup path when the spec gives none: one cgroup per run, under /keel.
@@ -60,6 +61,8 @@ pub struct Limits {
     show_stats: bool,
     /// Made already (before `clone`, or by `in_parent` when `clone` came first).
     created: Cell<bool>,
+    /// v1: the `tasks` files the child writes itself into (see [`Cgroup::self_join_files`]).
+    self_join: OnceCell<Vec<OwnedFd>>,
 }
 
 impl Limits {
@@ -78,6 +81,7 @@ impl Limits {
             resources,
             show_stats: annotated(spec, STATS_ANNOTATION),
             created: Cell::new(false),
+            self_join: OnceCell::new(),
         })
     }
 
@@ -112,17 +116,34 @@ impl Stage for Limits {
     }
 
     // ANCHOR: join
-    /// The cgroup is made before `clone`; on cgroup v2 the child is born in it.
+    /// The cgroup is made before `clone`. On cgroup v2 the child is born in it; on v1 the
+    /// child gets each tree's `tasks` file, opened here, to move itself.
     fn birth_cgroup(&self) -> Result<Option<OwnedFd>, StageError> {
         self.create_once()?;
+        let files = self.cgroup.self_join_files().map_err(stage_error)?;
+        let _ = self.self_join.set(files);
         self.cgroup.birth_dir().map_err(stage_error)
     }
 
-    /// The child waits for our go-ahead, so it enters its cgroup before running anything:
-    /// there is no moment when it runs without its limits.
+    /// The child waits for our go-ahead, so it is in its cgroup before running anything:
+    /// there is no moment when it runs without its limits. Moved by pid only when neither
+    /// cheaper way applies (v2 on a kernel without `clone3`).
     fn in_parent(&self, child: Pid) -> Result<(), StageError> {
+        if self.self_join.get().is_some_and(|files| !files.is_empty()) {
+            return Ok(());
+        }
         self.create_once()?;
         self.cgroup.add(child).map_err(stage_error)
+    }
+
+    /// v1: "0" to each `tasks` file moves the writing thread, the child's only one, so the
+    /// whole process, without the lock a move by pid waits on.
+    fn in_child(&self, _ctx: &ChildContext) -> Result<(), ChildError> {
+        for file in self.self_join.get().into_iter().flatten() {
+            nix::unistd::write(file, b"0")
+                .map_err(|errno| ChildError::setup(errno, &[b"joining its cgroup: writing 0 to a v1 tasks file"]))?;
+        }
+        Ok(())
     }
     // ANCHOR_END: join
 

@@ -130,6 +130,22 @@ pub fn open_dir(dir: &Path) -> Result<OwnedFd, CgroupError> {
         })
 }
 
+/// `dir/file` opened for writing (close-on-exec), to be written later, by a child.
+pub fn open_for_writing(dir: &Path, file: &str) -> Result<OwnedFd, CgroupError> {
+    let path = dir.join(file);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map(OwnedFd::from)
+        .map_err(|error| {
+            CgroupError::Io(PathError {
+                action: "opening",
+                path,
+                error,
+            })
+        })
+}
+
 /// Asks `done` until it says yes or `timeout` has passed (then one last time); says whether
 /// it did. Short sleeps first: freezing a few idle processes takes a millisecond or two.
 pub fn poll(timeout: Duration, mut done: impl FnMut() -> Result<bool, CgroupError>) -> Result<bool, CgroupError> {

@@ -149,6 +149,13 @@ impl Cgroup for CgroupV1 {
         Ok(None)
     }
 
+    fn self_join_files(&self) -> Result<Vec<OwnedFd>, CgroupError> {
+        self.unique_dirs()
+            .into_iter()
+            .map(|dir| files::open_for_writing(dir, "tasks"))
+            .collect()
+    }
+
     fn oom_kills(&self) -> u64 {
         self.dirs.get("memory").map_or(0, |dir| memory::oom_kills(dir))
     }

@@ -139,6 +139,10 @@ impl Cgroup for CgroupV2 {
         files::open_dir(&self.dir).map(Some)
     }
 
+    fn self_join_files(&self) -> Result<Vec<OwnedFd>, CgroupError> {
+        Ok(Vec::new())
+    }
+
     fn oom_kills(&self) -> u64 {
         memory::oom_kills(&self.dir)
     }
