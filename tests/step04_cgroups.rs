@@ -233,6 +233,38 @@ fn on_cgroup2_the_child_is_born_in_its_cgroup_instead_of_being_moved() {
     }
 }
 
+#[test]
+fn on_cgroup_v1_the_child_moves_itself_into_each_tree() {
+    if !needs_root() {
+        return;
+    }
+    let trees = ["cpu", "cpuacct", "freezer", "memory", "pids"];
+    if !std::path::Path::new("/sys/fs/cgroup/memory/tasks").exists() {
+        // A pure cgroup v2 machine has no v1 tree to test (clone3 covers it, above).
+        return;
+    }
+    let output = assert_cmd::Command::new("strace")
+        .args(["-f", "-e", "trace=openat,write"])
+        .arg(binary(STEP))
+        .args(["run", "--cgroup-parent", "keel-test-v1", "--memory", "32m", "--", "true"])
+        .timeout(Duration::from_secs(30))
+        .output()
+        .expect("strace");
+    assert!(output.status.success(), "{output:?}");
+    let trace = stderr(&output);
+    // The parent opens each tree's tasks file; the child writes "0" (itself) to each: the
+    // move that skips the lock a write of its pid to cgroup.procs would wait on.
+    let opened: Vec<&str> = trace
+        .lines()
+        .filter(|l| l.contains("/tasks\", O_WRONLY"))
+        .collect();
+    assert_eq!(opened.len(), trees.len(), "{trace}");
+    let written = trace.lines().filter(|l| l.contains("write(") && l.contains(", \"0\", 1)") && l.trim_end().ends_with("= 1")).count();
+    assert_eq!(written, trees.len(), "{trace}");
+    assert!(!trace.lines().any(|l| l.contains("cgroup.procs\", O_WRONLY")), "{trace}");
+    assert!(cgroup_dirs("keel-test-v1").is_empty(), "left behind");
+}
+
 fn unified_dir(parent: &str) -> Option<PathBuf> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     let unified = mountinfo
