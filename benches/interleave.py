@@ -7,13 +7,17 @@ the commands starting at the r-th, so each sees the same spells and goes first a
 the others; the medians and their ratios are the result.
 
     interleave.py --rounds 10 --warmup 2 [--prepare CMD] [--shell] [--json OUT] \\
-        --record RESULTS:SECTION:BENCHMARK[:GOAL] \\
+        [--baseline 'wrapper true'] --record RESULTS:SECTION:BENCHMARK[:GOAL] \\
         keel 'cmd ...' runc 'cmd ...' crun 'cmd ...'
 
 Commands are split like a shell would (shlex) and run without one, as `hyperfine -N` does;
 `--shell` runs them with `bash -c` instead (for `&&` and redirections). `--prepare` runs
 with bash before every timed run and is not timed (e.g. emptying a store). A command that
 fails stops the benchmark with its stderr: a failing run has no time worth comparing.
+
+--baseline times the wrapper every command runs under (e.g. `nsenter -t PID -m true`) in the
+same rounds, and subtracts its median from every median before the ratios: what is left is
+each tool's own time, not the harness's.
 
 --record appends one line per peer to RESULTS (tab-separated, read by plot.py):
 SECTION, BENCHMARK, keel's median, the peer's name, its median, the unit, GOAL. The first
@@ -63,31 +67,38 @@ def main() -> None:
     parser.add_argument("--shell", action="store_true")
     parser.add_argument("--json", help="write every time here")
     parser.add_argument("--record", help="RESULTS:SECTION:BENCHMARK[:GOAL]")
+    parser.add_argument("--baseline", help="the wrapper alone, subtracted from every median")
     parser.add_argument("pairs", nargs="+", help="NAME COMMAND NAME COMMAND ...")
     args = parser.parse_args()
     if len(args.pairs) % 2 or len(args.pairs) < 4:
         sys.exit("interleave: give NAME COMMAND pairs, at least two (keel's first)")
     names, commands = args.pairs[0::2], args.pairs[1::2]
-    times: dict[str, list[float]] = {name: [] for name in names}
+    measured = list(zip(names, commands))
+    if args.baseline:
+        measured.append(("(wrapper)", args.baseline))
+    times: dict[str, list[float]] = {name: [] for name, _ in measured}
 
     for round_ in range(args.warmup + args.rounds):
-        for i in range(len(names)):
-            k = (round_ + i) % len(names)
+        for i in range(len(measured)):
+            name, command = measured[(round_ + i) % len(measured)]
             prepare(args.prepare)
-            elapsed = run(commands[k], args.shell)
+            elapsed = run(command, args.shell)
             if round_ >= args.warmup:
-                times[names[k]].append(elapsed)
+                times[name].append(elapsed)
 
-    medians = {name: statistics.median(t) for name, t in times.items()}
+    wrapper = statistics.median(times.pop("(wrapper)")) if args.baseline else 0.0
+    medians = {name: statistics.median(t) - wrapper for name, t in times.items()}
     unit = "ms" if max(medians.values()) < 1 else "s"
     first = names[0]
     print(f"{args.rounds} interleaved rounds ({args.warmup} warmup), median [min … max]:")
+    if args.baseline:
+        print(f"  (the wrapper alone: {fmt(wrapper, unit)}, subtracted from each median)")
     width = max(len(n) for n in names)
     for name in names:
         t = times[name]
         ratio = medians[name] / medians[first]
         print(
-            f"  {name:<{width}}  {fmt(medians[name], unit):>10}  [{fmt(min(t), unit)} … {fmt(max(t), unit)}]"
+            f"  {name:<{width}}  {fmt(medians[name], unit):>10}  [{fmt(min(t) - wrapper, unit)} … {fmt(max(t) - wrapper, unit)}]"
             + ("" if name == first else f"  keel/{name} = {medians[first] / medians[name]:.2f}  ({ratio:.2f}x keel's time)")
         )
     if args.json:

@@ -31,7 +31,8 @@ json.dump(config, open(path, "w"))
 PY
 
 # Each runtime runs in a mount namespace held open by a sleeping process, entered with
-# `nsenter` (the same ~1.5 ms for all three). crun 1.8 refuses hybrid cgroups, so its
+# `nsenter` (the same ~1.5 ms for all three, timed alone in the same rounds and subtracted:
+# interleave.py --baseline). crun 1.8 refuses hybrid cgroups, so its
 # namespace has the cgroup2 mount removed once, before the clock starts (unmounting it
 # takes an RCU grace period: timed, it would add milliseconds to crun alone).
 # A second set shows a pure cgroup v2 machine: a cgroup2 mount over /sys/fs/cgroup. Its
@@ -65,19 +66,19 @@ json.dump(config, open(sys.argv[2], "w"))
 PY
 
 echo "== run of true on one bundle (keel vs runc vs crun), hybrid cgroups"
-python3 benches/interleave.py --rounds "$runs" --warmup 3 \
+python3 benches/interleave.py --rounds "$runs" --warmup 3 --baseline "$(in_ns "$hybrid") true" \
   --record "$RESULTS:runtime:run of true:ratio<=0.5 vs crun" \
   keel "$(in_ns "$hybrid") $keel --root $work/k run --bundle $b bench" \
   runc "$(in_ns "$hybrid") runc --root $work/r run --bundle $b bench" \
   crun "$(in_ns "$hybrid_crun") crun --root $work/c run --bundle $b bench"
 echo "== run of true, pure cgroup v2 (keel vs runc vs crun)"
-python3 benches/interleave.py --rounds "$runs" --warmup 3 \
+python3 benches/interleave.py --rounds "$runs" --warmup 3 --baseline "$(in_ns "$v2") true" \
   --record "$RESULTS:runtime:run of true, cgroup v2:ratio<=0.5 vs crun" \
   keel "$(in_ns "$v2") $keel --root $work/k run --bundle $work/bundle-v2 bench" \
   runc "$(in_ns "$v2") runc --root $work/r run --bundle $work/bundle-v2 bench" \
   crun "$(in_ns "$v2") crun --root $work/c run --bundle $work/bundle-v2 bench"
 echo "== create + start + delete, hybrid cgroups"
-python3 benches/interleave.py --rounds "$runs" --warmup 3 \
+python3 benches/interleave.py --rounds "$runs" --warmup 3 --baseline "$(in_ns "$hybrid") sh -c true" \
   --record "$RESULTS:runtime:create + start + delete:ratio<=1 vs crun" \
   keel "$(in_ns "$hybrid") sh -c '$keel --root $work/k create --bundle $b l && $keel --root $work/k start l && $keel --root $work/k delete --force l'" \
   runc "$(in_ns "$hybrid") sh -c 'runc --root $work/r create --bundle $b l && runc --root $work/r start l && runc --root $work/r delete --force l'" \
