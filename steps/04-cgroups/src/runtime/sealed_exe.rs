@@ -48,8 +48,11 @@ const REEXECUTED: &str = "_KEEL_SEALED_EXE";
 const MFD_EXEC: libc::c_uint = 0x0010;
 
 /// The empty directory under the runtime's state root that is the overlay's bottom layer
-/// (an overlay without an upper layer needs two lower ones). A dot keeps it out of `list`.
-const EMPTY_LAYER: &str = ".sealed-exe-lower";
+/// (an overlay without an upper layer needs two lower ones), one per process, removed as
+/// soon as the overlay exists: the kernel resolved it then, and nothing is left behind.
+fn empty_layer(state_root: &Path) -> std::path::PathBuf {
+    state_root.join(format!(".sealed-exe-{}", std::process::id()))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SealedExeError {
@@ -98,17 +101,22 @@ fn overlay_view(state_root: &Path) -> rustix::io::Result<OwnedFd> {
     let (Some(dir), Some(name)) = (binary.parent(), binary.file_name()) else {
         return Err(rustix::io::Errno::INVAL);
     };
-    let empty = state_root.join(EMPTY_LAYER);
+    let empty = empty_layer(state_root);
     std::fs::create_dir_all(&empty).map_err(|_| rustix::io::Errno::ACCESS)?;
     // Layers are separated by ':', which a path may contain: escape it (and the escape).
     let escape = |path: &Path| path.to_string_lossy().replace('\\', "\\\\").replace(':', "\\:");
-    let context = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
-    // The binary's directory on top, so that nothing in the empty layer can hide it.
-    fsconfig_set_string(&context, "lowerdir", format!("{}:{}", escape(dir), escape(&empty)))?;
-    // Inode numbers of two file systems would be remapped, with a line in the kernel log
-    // each time: nothing here needs them.
-    let _ = fsconfig_set_string(&context, "xino", "off");
-    fsconfig_create(&context)?;
+    let created = (|| {
+        let context = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
+        // The binary's directory on top, so that nothing in the empty layer can hide it.
+        fsconfig_set_string(&context, "lowerdir", format!("{}:{}", escape(dir), escape(&empty)))?;
+        // Inode numbers of two file systems would be remapped, with a line in the kernel
+        // log each time: nothing here needs them.
+        let _ = fsconfig_set_string(&context, "xino", "off");
+        fsconfig_create(&context)?;
+        Ok(context)
+    })();
+    let _ = std::fs::remove_dir(&empty);
+    let context = created?;
     let attributes =
         MountAttrFlags::MOUNT_ATTR_RDONLY | MountAttrFlags::MOUNT_ATTR_NODEV | MountAttrFlags::MOUNT_ATTR_NOSUID;
     let mount = fsmount(&context, FsMountFlags::FSMOUNT_CLOEXEC, attributes)?;
