@@ -246,7 +246,15 @@ fn on_cgroup_v1_the_child_moves_itself_into_each_tree() {
     let output = assert_cmd::Command::new("strace")
         .args(["-f", "-e", "trace=openat,write"])
         .arg(binary(STEP))
-        .args(["run", "--cgroup-parent", "keel-test-v1", "--memory", "32m", "--", "true"])
+        .args([
+            "run",
+            "--cgroup-parent",
+            "keel-test-v1",
+            "--memory",
+            "32m",
+            "--",
+            "true",
+        ])
         .timeout(Duration::from_secs(30))
         .output()
         .expect("strace");
@@ -254,14 +262,17 @@ fn on_cgroup_v1_the_child_moves_itself_into_each_tree() {
     let trace = stderr(&output);
     // The parent opens each tree's tasks file; the child writes "0" (itself) to each: the
     // move that skips the lock a write of its pid to cgroup.procs would wait on.
-    let opened: Vec<&str> = trace
-        .lines()
-        .filter(|l| l.contains("/tasks\", O_WRONLY"))
-        .collect();
+    let opened: Vec<&str> = trace.lines().filter(|l| l.contains("/tasks\", O_WRONLY")).collect();
     assert_eq!(opened.len(), trees.len(), "{trace}");
-    let written = trace.lines().filter(|l| l.contains("write(") && l.contains(", \"0\", 1)") && l.trim_end().ends_with("= 1")).count();
+    let written = trace
+        .lines()
+        .filter(|l| l.contains("write(") && l.contains(", \"0\", 1)") && l.trim_end().ends_with("= 1"))
+        .count();
     assert_eq!(written, trees.len(), "{trace}");
-    assert!(!trace.lines().any(|l| l.contains("cgroup.procs\", O_WRONLY")), "{trace}");
+    assert!(
+        !trace.lines().any(|l| l.contains("cgroup.procs\", O_WRONLY")),
+        "{trace}"
+    );
     assert!(cgroup_dirs("keel-test-v1").is_empty(), "left behind");
 }
 

@@ -61,8 +61,8 @@ pub struct Limits {
     show_stats: bool,
     /// Made already (before `clone`, or by `in_parent` when `clone` came first).
     created: Cell<bool>,
-    /// v1: the `tasks` files the child writes itself into (see [`Cgroup::self_join_files`]).
-    self_join: OnceCell<Vec<OwnedFd>>,
+    /// How the child gets into it.
+    join: Join,
 }
 
 impl Limits {
@@ -81,7 +81,7 @@ impl Limits {
             resources,
             show_stats: annotated(spec, STATS_ANNOTATION),
             created: Cell::new(false),
-            self_join: OnceCell::new(),
+            join: Join::default(),
         })
     }
 
@@ -102,6 +102,46 @@ impl Limits {
     }
 }
 
+// ANCHOR: self_join
+/// How a new process gets into an existing cgroup, the cheapest way the machine allows:
+/// born in it (v2: `clone3` with `CLONE_INTO_CGROUP`), moving itself (v1: "0" to each tree's
+/// `tasks` file, which moves the writing thread, the child's only one, without the lock a
+/// move by pid waits on), or moved by pid from the parent (v2 on a kernel without `clone3`).
+/// The container's first process and `exec`'s processes come in the same way.
+#[derive(Default)]
+pub struct Join {
+    /// v1: the `tasks` files, opened before `clone` (see [`Cgroup::self_join_files`]).
+    self_join: OnceCell<Vec<OwnedFd>>,
+}
+
+impl Join {
+    /// Before `clone`: the files the child will write itself into, and the directory it
+    /// can be born in.
+    pub fn before_clone(&self, cgroup: &dyn Cgroup) -> Result<Option<OwnedFd>, CgroupError> {
+        let _ = self.self_join.set(cgroup.self_join_files()?);
+        cgroup.birth_dir()
+    }
+
+    /// After `clone`: nothing when the child moves itself; otherwise by pid (a child born in
+    /// its cgroup is found there and not moved again).
+    pub fn in_parent(&self, cgroup: &dyn Cgroup, child: Pid) -> Result<(), CgroupError> {
+        if self.self_join.get().is_some_and(|files| !files.is_empty()) {
+            return Ok(());
+        }
+        cgroup.add(child)
+    }
+
+    /// In the child, before anything else of the container runs.
+    pub fn in_child(&self) -> Result<(), ChildError> {
+        for file in self.self_join.get().into_iter().flatten() {
+            nix::unistd::write(file, b"0")
+                .map_err(|errno| ChildError::setup(errno, &[b"joining its cgroup: writing 0 to a v1 tasks file"]))?;
+        }
+        Ok(())
+    }
+}
+// ANCHOR_END: self_join
+
 fn stage_error(error: CgroupError) -> StageError {
     StageError::new("cgroups", error.to_string())
 }
@@ -116,34 +156,22 @@ impl Stage for Limits {
     }
 
     // ANCHOR: join
-    /// The cgroup is made before `clone`. On cgroup v2 the child is born in it; on v1 the
-    /// child gets each tree's `tasks` file, opened here, to move itself.
+    /// The cgroup is made before `clone`: on cgroup v2 the child is born in it; on v1 it
+    /// gets each tree's `tasks` file, opened here, to move itself (see [`Join`]).
     fn birth_cgroup(&self) -> Result<Option<OwnedFd>, StageError> {
         self.create_once()?;
-        let files = self.cgroup.self_join_files().map_err(stage_error)?;
-        let _ = self.self_join.set(files);
-        self.cgroup.birth_dir().map_err(stage_error)
+        self.join.before_clone(&*self.cgroup).map_err(stage_error)
     }
 
     /// The child waits for our go-ahead, so it is in its cgroup before running anything:
-    /// there is no moment when it runs without its limits. Moved by pid only when neither
-    /// cheaper way applies (v2 on a kernel without `clone3`).
+    /// there is no moment when it runs without its limits.
     fn in_parent(&self, child: Pid) -> Result<(), StageError> {
-        if self.self_join.get().is_some_and(|files| !files.is_empty()) {
-            return Ok(());
-        }
         self.create_once()?;
-        self.cgroup.add(child).map_err(stage_error)
+        self.join.in_parent(&*self.cgroup, child).map_err(stage_error)
     }
 
-    /// v1: "0" to each `tasks` file moves the writing thread, the child's only one, so the
-    /// whole process, without the lock a move by pid waits on.
     fn in_child(&self, _ctx: &ChildContext) -> Result<(), ChildError> {
-        for file in self.self_join.get().into_iter().flatten() {
-            nix::unistd::write(file, b"0")
-                .map_err(|errno| ChildError::setup(errno, &[b"joining its cgroup: writing 0 to a v1 tasks file"]))?;
-        }
-        Ok(())
+        self.join.in_child()
     }
     // ANCHOR_END: join
 

@@ -5,15 +5,17 @@
 
 use clap::Args;
 use nix::unistd::Pid;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use step03_mount_ns::step02_pid_ns::step01_unshare;
 use step03_mount_ns::step02_pid_ns::step01_unshare::capabilities;
+use step03_mount_ns::step02_pid_ns::step01_unshare::child_error::ChildError;
 use step03_mount_ns::step02_pid_ns::step01_unshare::launch::{self, Detached};
 use step03_mount_ns::step02_pid_ns::step01_unshare::oci_spec::runtime::{
     Capabilities, LinuxNamespaceType, Process, Spec, User,
 };
 use step03_mount_ns::step02_pid_ns::step01_unshare::signals;
-use step03_mount_ns::step02_pid_ns::step01_unshare::stage::{Stage, StageError, StageOrder};
+use step03_mount_ns::step02_pid_ns::step01_unshare::stage::{ChildContext, Stage, StageError, StageOrder};
 
 use super::cli::Context;
 use super::lifecycle::write_pid_file;
@@ -23,6 +25,7 @@ use super::terminal::Terminal;
 use super::test_pause::TestPause;
 use super::RuntimeError;
 use crate::cgroups::Cgroup;
+use crate::limits::Join;
 
 #[derive(Debug, Args)]
 pub struct ExecArgs {
@@ -175,8 +178,13 @@ fn parse_user(text: &str) -> Result<User, RuntimeError> {
     Ok(user)
 }
 
-/// Puts the new process in the container's cgroup before it runs anything.
-struct JoinCgroup(Box<dyn Cgroup>);
+/// Puts the new process in the container's cgroup before it runs anything, the way the
+/// container's first process got there ([`Join`]).
+struct JoinCgroup(Box<dyn Cgroup>, Join);
+
+fn cgroup_error(error: crate::cgroups::CgroupError) -> StageError {
+    StageError::new("cgroups", error.to_string())
+}
 
 impl Stage for JoinCgroup {
     fn name(&self) -> &'static str {
@@ -187,8 +195,16 @@ impl Stage for JoinCgroup {
         crate::limits::ORDER
     }
 
+    fn birth_cgroup(&self) -> Result<Option<OwnedFd>, StageError> {
+        self.1.before_clone(&*self.0).map_err(cgroup_error)
+    }
+
     fn in_parent(&self, child: Pid) -> Result<(), StageError> {
-        self.0.add(child).map_err(|e| StageError::new("cgroups", e.to_string()))
+        self.1.in_parent(&*self.0, child).map_err(cgroup_error)
+    }
+
+    fn in_child(&self, _ctx: &ChildContext) -> Result<(), ChildError> {
+        self.1.in_child()
     }
 }
 
@@ -199,7 +215,7 @@ pub fn exec(context: &Context, args: &ExecArgs) -> Result<i32, RuntimeError> {
         return Err(RuntimeError::NotRunning(args.id.clone()));
     }
     let spec = exec_spec(&record, with_privileges(process(&record, args)?, args)?);
-    let mut stages: Vec<Box<dyn Stage>> = vec![Box::new(JoinCgroup(record.cgroup()?))];
+    let mut stages: Vec<Box<dyn Stage>> = vec![Box::new(JoinCgroup(record.cgroup()?, Join::default()))];
     // The same user, capabilities, no_new_privs and seccomp filter as the container's
     // process (or those of --process): `docker exec` is no way around them.
     stages.extend(step01_unshare::process_stages(&spec)?);
