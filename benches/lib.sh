@@ -31,15 +31,22 @@ stop_pid() {
   wait "$pid" 2>/dev/null || true
 }
 
+# Waits until process $1 is in a $2 namespace (net, mnt...) other than ours: `unshare`
+# has made it and exec'd its command.
+wait_for_own_ns() {
+  local pid=$1 kind=$2
+  for _ in $(seq 50); do
+    [ "$(readlink "/proc/$pid/ns/$kind")" != "$(readlink "/proc/self/ns/$kind")" ] && return 0
+    sleep 0.05
+  done
+}
+
 # A network namespace held by a sleeping process; `in_netns CMD` runs CMD inside it.
 start_netns() {
   unshare --net sleep infinity &
   netns_pid=$!
   cleanups+=("stop_pid $netns_pid")
-  for _ in $(seq 50); do
-    [ "$(readlink "/proc/$netns_pid/ns/net")" != "$(readlink /proc/self/ns/net)" ] && break
-    sleep 0.05
-  done
+  wait_for_own_ns "$netns_pid" net
   nsenter -t "$netns_pid" -n ip link set lo up
 }
 in_netns() { nsenter -t "$netns_pid" -n "$@"; }

@@ -44,10 +44,7 @@ hold_mount_ns() {
   unshare --mount --propagation private sleep infinity </dev/null >/dev/null 2>&1 &
   held=$!
   cleanups+=("stop_pid $held")
-  for _ in $(seq 50); do
-    [ "$(readlink "/proc/$held/ns/mnt")" != "$(readlink /proc/self/ns/mnt)" ] && break
-    sleep 0.05
-  done
+  wait_for_own_ns "$held" mnt
   if [ -n "$1" ]; then nsenter -t "$held" -m sh -c "$1"; fi
 }
 hold_mount_ns "" && hybrid=$held

@@ -228,9 +228,7 @@ fn on_cgroup2_the_child_is_born_in_its_cgroup_instead_of_being_moved() {
         !trace.lines().any(|l| l.contains("cgroup.procs\", O_WRONLY")),
         "{trace}"
     );
-    if let Some(dir) = unified_dir("keel-test-v2") {
-        assert!(!dir.exists(), "{} left behind", dir.display());
-    }
+    assert_nothing_left_on_cgroup2();
 }
 
 #[test]
@@ -276,6 +274,13 @@ fn on_cgroup_v1_the_child_moves_itself_into_each_tree() {
     assert!(cgroup_dirs("keel-test-v1").is_empty(), "left behind");
 }
 
+/// The runs on cgroup2 left no cgroup behind in the v2 tree.
+fn assert_nothing_left_on_cgroup2() {
+    if let Some(dir) = unified_dir("keel-test-v2") {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+}
+
 fn unified_dir(parent: &str) -> Option<PathBuf> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     let unified = mountinfo
@@ -305,9 +310,7 @@ fn on_cgroup2_the_container_gets_its_own_cgroup_and_leaves_none() {
         stdout(&inside).contains("cgroup.controllers"),
         "cgroup2 not mounted inside: {inside:?}"
     );
-    if let Some(dir) = unified_dir("keel-test-v2") {
-        assert!(!dir.exists(), "{} left behind", dir.display());
-    }
+    assert_nothing_left_on_cgroup2();
 }
 
 #[test]
@@ -330,9 +333,7 @@ fn on_cgroup2_a_controller_it_does_not_offer_is_a_clear_error() {
             stderr(&output)
         );
     }
-    if let Some(dir) = unified_dir("keel-test-v2") {
-        assert!(!dir.exists());
-    }
+    assert_nothing_left_on_cgroup2();
 }
 
 #[test]
