@@ -53,7 +53,7 @@ page=book/src/performance.md
   echo "disk:     $(df -T /var/tmp | awk 'NR == 2 {print $2}') for /var/tmp (every benchmark's files)"
   echo "load:     $load_before before, $load_after after (1, 5, 15 min averages)"
   echo "cgroups:  $(target/release/step04-cgroups doctor 2>/dev/null | awk '$2 == "cgroups" {$1 = $2 = ""; sub(/^ +/, ""); print; exit}' || echo unknown)"
-  echo "keel:     $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- 2>/dev/null || echo " with uncommitted changes") (release build)"
+  echo "keel:     $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!book/src/performance.md' ':!book/src/performance.svg' 2>/dev/null || echo " with uncommitted changes") (release build)"
   echo "runc:     $(version runc --version)"
   echo "crun:     $(version crun --version)"
   echo "ctr:      $(version ctr --version)"
