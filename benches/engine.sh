@@ -15,7 +15,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 source benches/lib.sh
-command -v dockerd >/dev/null || apt-get install -y -qq docker.io >/dev/null
 runs=${1:-${RUNS:-30}}
 many=${2:-${MANY:-100}}
 ps_count=${3:-${PS_COUNT:-500}}

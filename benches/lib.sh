@@ -67,10 +67,8 @@ start_keel() {
 # and no iptables rules; sets dockerd_pid. It starts its own containerd (a child).
 start_dockerd() {
   local dir=$1
-  command -v dockerd >/dev/null || {
-    echo "dockerd not found: apt-get install docker.io (its service need not run)" >&2
-    return 1
-  }
+  # Debian's docker.io (its service need not run; this dockerd is our own).
+  command -v dockerd >/dev/null || apt-get install -y -qq docker.io >/dev/null
   nsenter -t "$netns_pid" -n dockerd --data-root "$dir/docker" --exec-root "$dir/docker-exec" \
     --pidfile "$dir/dockerd.pid" --host "unix://$dir/docker.sock" \
     --bridge none --iptables=false --ip-masq=false --ip-forward=false \

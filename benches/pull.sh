@@ -14,7 +14,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 source benches/lib.sh
-command -v dockerd >/dev/null || apt-get install -y -qq docker.io >/dev/null
 size_mb=${1:-${PULL_MB:-150}}
 rounds=${2:-${PULL_ROUNDS:-5}}
 layers=${LAYERS:-4}

@@ -59,17 +59,6 @@ fn seed() -> u64 {
         })
 }
 
-/// `docker ARGS`, which must succeed; its stdout.
-fn ok(engine: &Engine, args: &[&str]) -> String {
-    let output = engine.run(args);
-    assert!(
-        output.status.success(),
-        "docker {args:?}: {output:?}\nengine log:\n{}",
-        engine.log()
-    );
-    text(&output.stdout)
-}
-
 /// The end of the engine's log (all its lives): what it said just before a check failed.
 fn log_tail(engine: &Engine) -> String {
     let log = engine.log();
@@ -108,10 +97,7 @@ fn registry_with_big_image(engine: &Engine, rng: &mut Rng, name: &str, size: usi
     let output = with_stdin(engine, &["import", "-", "faults-big:1"], &tarball);
     assert!(output.status.success(), "import: {output:?}\n{}", engine.log());
     let archive = engine.scratch("big.tar");
-    ok(
-        engine,
-        &["save", "-o", archive.to_str().expect("utf-8"), "faults-big:1"],
-    );
+    engine.run_ok(&["save", "-o", archive.to_str().expect("utf-8"), "faults-big:1"]);
     let layout = engine.scratch("big-layout");
     std::fs::create_dir_all(&layout).expect("mkdir");
     tar::Archive::new(std::fs::File::open(&archive).expect("open"))
@@ -125,7 +111,7 @@ fn registry_with_big_image(engine: &Engine, rng: &mut Rng, name: &str, size: usi
         .to_owned();
     let registry = Registry::start(false, false);
     registry.push(&layout, &tag, &format!("{name}:1"));
-    ok(engine, &["rmi", "faults-big:1"]);
+    engine.run_ok(&["rmi", "faults-big:1"]);
     let _ = std::fs::remove_dir_all(&layout);
     let _ = std::fs::remove_file(&archive);
     registry
@@ -160,10 +146,10 @@ impl Setup {
     fn prepare(&self, engine: &Engine, op: Op) {
         match op {
             Op::Start => {
-                ok(engine, &self.container_args("create", "target"));
+                engine.run_ok(&self.container_args("create", "target"));
             }
             Op::RemoveForce => {
-                ok(engine, &self.container_args("run", "target"));
+                engine.run_ok(&self.container_args("run", "target"));
             }
             Op::RunDetached | Op::Create | Op::Pull => {}
         }
@@ -211,7 +197,7 @@ fn measure(engine: &Engine, setup: &Setup, op: Op) -> Duration {
     let command = setup.command(op);
     let args: Vec<&str> = command.iter().map(String::as_str).collect();
     let start = Instant::now();
-    ok(engine, &args);
+    engine.run_ok(&args);
     let took = start.elapsed();
     remove_everything(engine, setup);
     took
@@ -352,10 +338,10 @@ fn port_rules(engine: &Engine) -> Result<Vec<String>, String> {
 /// Removes every container and the pulled image (the next pull downloads it all again).
 fn remove_everything(engine: &Engine, setup: &Setup) {
     for id in lines(&engine.run(&["ps", "-aq"])) {
-        ok(engine, &["rm", "-f", &id]);
+        engine.run_ok(&["rm", "-f", &id]);
     }
     if image_names(engine).contains(&setup.image) {
-        ok(engine, &["rmi", "-f", &setup.image]);
+        engine.run_ok(&["rmi", "-f", &setup.image]);
     }
 }
 
@@ -612,7 +598,7 @@ fn pull_fails_for_want_of_space(engine: &Engine, name: &str) -> String {
     assert!(stderr.contains(&root), "the place (under {root}): {stderr}");
     assert_eq!(image_names(engine), ["busybox:latest"], "a half image is listed");
     assert_eq!(
-        ok(engine, &["run", "--rm", "busybox", "echo", "still serving"]),
+        engine.run_ok(&["run", "--rm", "busybox", "echo", "still serving"]),
         "still serving\n"
     );
     stderr
@@ -643,12 +629,14 @@ fn a_full_disk_during_pull_fails_clearly_and_leaves_no_half_image() {
     );
     // With a bigger disk the same pull works, and its image runs.
     engine.resize_tmpfs("64m");
-    ok(&engine, &["pull", &name]);
+    engine.run_ok(&["pull", &name]);
     let mut names = image_names(&engine);
     names.sort();
     assert_eq!(names, [name.clone(), "busybox:latest".to_owned()]);
     assert_eq!(
-        ok(&engine, &["run", "--rm", &name, "sh", "-c", "wc -c < /big.bin"]).trim(),
+        engine
+            .run_ok(&["run", "--rm", &name, "sh", "-c", "wc -c < /big.bin"])
+            .trim(),
         (12 << 20).to_string()
     );
 }
@@ -718,7 +706,7 @@ fn created(engine: &Engine, parent: &str) -> String {
         "sleep",
         "1000",
     ];
-    ok(engine, &args).trim().to_owned()
+    engine.run_ok(&args).trim().to_owned()
 }
 
 /// The runtime holds nothing of the container, and no cgroup of it is left.
@@ -756,8 +744,8 @@ fn a_monitor_whose_engine_died_before_it_answered_deletes_the_container() {
     if let Err(left) = runtime_let_go(&engine, &parent, &id) {
         panic!("{left}");
     }
-    ok(&engine, &["start", &id]);
-    ok(&engine, &["rm", "-f", &id]);
+    engine.run_ok(&["start", &id]);
+    engine.run_ok(&["rm", "-f", &id]);
 }
 
 #[test]
@@ -778,17 +766,17 @@ fn a_container_started_as_the_engine_died_is_running_after_the_restart() {
     engine.restart();
     // The container runs (its monitor says so): the restarted engine says so too, and can
     // stop it. Without reconciling, it would be "created", and a start would fail.
-    let state = ok(&engine, &["inspect", "-f", "{{.State.Status}} {{.State.Pid}}", &id]);
+    let state = engine.run_ok(&["inspect", "-f", "{{.State.Status}} {{.State.Pid}}", &id]);
     let (status, pid) = state.trim().split_once(' ').expect("status and pid");
     assert_eq!(status, "running", "{}", engine.log());
     assert_ne!(pid, "0");
-    assert_eq!(ok(&engine, &["exec", &id, "echo", "alive"]).trim(), "alive");
-    ok(&engine, &["stop", "-t", "1", &id]);
+    assert_eq!(engine.run_ok(&["exec", &id, "echo", "alive"]).trim(), "alive");
+    engine.run_ok(&["stop", "-t", "1", &id]);
     assert_eq!(
-        ok(&engine, &["inspect", "-f", "{{.State.Status}}", &id]).trim(),
+        engine.run_ok(&["inspect", "-f", "{{.State.Status}}", &id]).trim(),
         "exited"
     );
-    ok(&engine, &["rm", "-f", &id]);
+    engine.run_ok(&["rm", "-f", &id]);
     wait_for_exit(&mut child);
     if let Err(left) = runtime_let_go(&engine, &parent, &id) {
         panic!("{left}");
@@ -817,10 +805,10 @@ fn a_container_whose_monitor_died_before_start_is_deleted_at_the_restart() {
         panic!("after the restart: {left}\n{}", engine.log());
     }
     // So it starts like any created container (the runtime would refuse a second create).
-    ok(&engine, &["start", &id]);
+    engine.run_ok(&["start", &id]);
     assert_eq!(
-        ok(&engine, &["inspect", "-f", "{{.State.Status}}", &id]).trim(),
+        engine.run_ok(&["inspect", "-f", "{{.State.Status}}", &id]).trim(),
         "running"
     );
-    ok(&engine, &["rm", "-f", &id]);
+    engine.run_ok(&["rm", "-f", &id]);
 }

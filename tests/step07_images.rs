@@ -10,17 +10,6 @@ use keel_tests::engine::{lines, Engine};
 use keel_tests::registry::Registry;
 use keel_tests::{needs_root, text};
 
-/// `docker ARGS`, which must succeed; its stdout.
-fn ok(engine: &Engine, args: &[&str]) -> String {
-    let output = engine.run(args);
-    assert!(
-        output.status.success(),
-        "docker {args:?}: {output:?}\nengine log:\n{}",
-        engine.log()
-    );
-    text(&output.stdout)
-}
-
 /// `docker ARGS`, which must fail with exit 1; its stderr.
 fn fails(engine: &Engine, args: &[&str]) -> String {
     let output = engine.run(args);
@@ -42,7 +31,7 @@ fn image_names(engine: &Engine) -> Vec<String> {
 }
 
 fn inspect(engine: &Engine, name: &str) -> serde_json::Value {
-    let json = ok(engine, &["image", "inspect", name]);
+    let json = engine.run_ok(&["image", "inspect", name]);
     let parsed: serde_json::Value = serde_json::from_str(&json).expect("inspect prints JSON");
     parsed[0].clone()
 }
@@ -61,7 +50,7 @@ fn rootfs_tar() -> Vec<u8> {
 /// Unpacks `docker save`'s tar of `image` (keel's also holds an OCI layout) into a dir.
 fn oci_layout(engine: &Engine, image: &str) -> PathBuf {
     let archive = engine.scratch("layout.tar");
-    ok(engine, &["save", "-o", archive.to_str().expect("utf-8"), image]);
+    engine.run_ok(&["save", "-o", archive.to_str().expect("utf-8"), image]);
     let layout = engine.scratch("layout");
     std::fs::create_dir_all(&layout).expect("mkdir");
     tar::Archive::new(std::fs::File::open(&archive).expect("open"))
@@ -79,7 +68,7 @@ fn oci_layout(engine: &Engine, image: &str) -> PathBuf {
 fn registry_with_busybox(engine: &Engine, name: &str) -> Registry {
     let registry = Registry::start(false, false);
     registry.push(&oci_layout(engine, "busybox"), "latest", &format!("{name}:1"));
-    ok(engine, &["rmi", "busybox"]);
+    engine.run_ok(&["rmi", "busybox"]);
     assert!(image_names(engine).is_empty(), "{:?}", image_names(engine));
     registry
 }
@@ -115,7 +104,7 @@ fn images_inspect_and_history_show_the_embedded_busybox() {
     assert_eq!(image["RootFS"]["Type"], "layers");
     // By a short id too, as `docker stats` and users type them.
     assert_eq!(inspect(&engine, &id[7..19])["Id"], id);
-    let history = ok(&engine, &["history", "--no-trunc", "busybox"]);
+    let history = engine.run_ok(&["history", "--no-trunc", "busybox"]);
     assert!(history.contains(id), "{history}");
     let missing = fails(&engine, &["image", "inspect", "nosuch:img"]);
     assert!(missing.contains("No such image: nosuch:img"), "{missing}");
@@ -128,8 +117,8 @@ fn tag_then_rmi_untags_only_that_name() {
     }
     let engine = Engine::start();
     let id = inspect(&engine, "busybox")["Id"].clone();
-    ok(&engine, &["tag", "busybox", "busybox:tagged"]);
-    ok(&engine, &["tag", "busybox", "localhost:5000/keel/busybox:v1"]);
+    engine.run_ok(&["tag", "busybox", "busybox:tagged"]);
+    engine.run_ok(&["tag", "busybox", "localhost:5000/keel/busybox:v1"]);
     let mut names = image_names(&engine);
     names.sort();
     assert_eq!(
@@ -137,15 +126,15 @@ fn tag_then_rmi_untags_only_that_name() {
         ["busybox:latest", "busybox:tagged", "localhost:5000/keel/busybox:v1"]
     );
     assert_eq!(inspect(&engine, "busybox:tagged")["Id"], id);
-    assert_eq!(ok(&engine, &["rmi", "busybox:tagged"]), "Untagged: busybox:tagged\n");
+    assert_eq!(engine.run_ok(&["rmi", "busybox:tagged"]), "Untagged: busybox:tagged\n");
     assert_eq!(
-        ok(&engine, &["rmi", "localhost:5000/keel/busybox:v1"]),
+        engine.run_ok(&["rmi", "localhost:5000/keel/busybox:v1"]),
         "Untagged: localhost:5000/keel/busybox:v1\n"
     );
     assert_eq!(image_names(&engine), ["busybox:latest"]);
     assert_eq!(inspect(&engine, "busybox")["Id"], id);
     // The last name takes the image with it.
-    let removed = ok(&engine, &["rmi", "busybox"]);
+    let removed = engine.run_ok(&["rmi", "busybox"]);
     assert_eq!(
         removed,
         format!("Untagged: busybox:latest\nDeleted: {}\n", id.as_str().expect("id"))
@@ -182,7 +171,7 @@ fn rmi_refuses_the_image_of_a_container_unless_forced() {
     }
     let engine = Engine::start();
     let image_id = inspect(&engine, "busybox")["Id"].as_str().expect("id").to_owned();
-    let container = ok(&engine, &["create", "busybox", "true"]);
+    let container = engine.run_ok(&["create", "busybox", "true"]);
     let container = container.trim();
     let stderr = fails(&engine, &["rmi", "busybox"]);
     assert_eq!(
@@ -197,12 +186,14 @@ fn rmi_refuses_the_image_of_a_container_unless_forced() {
     assert!(stderr.contains("image is being used by stopped container"), "{stderr}");
     assert_eq!(image_names(&engine), ["busybox:latest"]);
     // Another name is only a name: it goes without force.
-    ok(&engine, &["tag", "busybox", "other:1"]);
-    assert_eq!(ok(&engine, &["rmi", "other:1"]), "Untagged: other:1\n");
+    engine.run_ok(&["tag", "busybox", "other:1"]);
+    assert_eq!(engine.run_ok(&["rmi", "other:1"]), "Untagged: other:1\n");
     // Forced, the name goes; the container still starts from its snapshot.
-    assert!(ok(&engine, &["rmi", "-f", "busybox"]).starts_with("Untagged: busybox:latest\n"));
+    assert!(engine
+        .run_ok(&["rmi", "-f", "busybox"])
+        .starts_with("Untagged: busybox:latest\n"));
     assert!(image_names(&engine).is_empty());
-    ok(&engine, &["start", "-a", container]);
+    engine.run_ok(&["start", "-a", container]);
 }
 
 #[test]
@@ -211,10 +202,10 @@ fn save_then_load_round_trips_an_image() {
         return;
     }
     let engine = Engine::start();
-    ok(&engine, &["tag", "busybox", "saved:v1"]);
+    engine.run_ok(&["tag", "busybox", "saved:v1"]);
     let id = inspect(&engine, "saved:v1")["Id"].clone();
     let archive = engine.scratch("saved.tar");
-    ok(&engine, &["save", "-o", archive.to_str().expect("utf-8"), "saved:v1"]);
+    engine.run_ok(&["save", "-o", archive.to_str().expect("utf-8"), "saved:v1"]);
     let mut members = Vec::new();
     for entry in tar::Archive::new(std::fs::File::open(&archive).expect("archive"))
         .entries()
@@ -223,16 +214,19 @@ fn save_then_load_round_trips_an_image() {
         members.push(entry.expect("entry").path().expect("path").display().to_string());
     }
     assert!(members.iter().any(|m| m == "manifest.json"), "{members:?}");
-    ok(&engine, &["rmi", "saved:v1", "busybox"]);
+    engine.run_ok(&["rmi", "saved:v1", "busybox"]);
     assert!(image_names(&engine).is_empty());
-    let loaded = ok(&engine, &["load", "-i", archive.to_str().expect("utf-8")]);
+    let loaded = engine.run_ok(&["load", "-i", archive.to_str().expect("utf-8")]);
     assert_eq!(loaded, "Loaded image: saved:v1\n");
     assert_eq!(
         inspect(&engine, "saved:v1")["Id"],
         id,
         "the id changed through save/load"
     );
-    assert_eq!(ok(&engine, &["run", "--rm", "saved:v1", "echo", "loaded"]), "loaded\n");
+    assert_eq!(
+        engine.run_ok(&["run", "--rm", "saved:v1", "echo", "loaded"]),
+        "loaded\n"
+    );
     // From stdin too, and `docker save` to stdout.
     let saved = engine
         .docker()
@@ -291,8 +285,8 @@ fn import_makes_an_image_from_a_rootfs_tar() {
     let image = inspect(&engine, "imported:v1");
     assert_eq!(image["Id"], id.as_str());
     assert_eq!(image["Comment"], "my msg");
-    assert_eq!(ok(&engine, &["run", "--rm", "imported:v1"]), "bar\n");
-    let history = ok(&engine, &["history", "imported:v1"]);
+    assert_eq!(engine.run_ok(&["run", "--rm", "imported:v1"]), "bar\n");
+    let history = engine.run_ok(&["history", "imported:v1"]);
     assert!(history.contains("my msg"), "{history}");
     let events = image_events(&engine);
     assert!(events.iter().any(|e| e == "import imported:v1"), "{events:?}");
@@ -335,9 +329,9 @@ fn pull_from_a_local_registry_then_run_the_image() {
         "{stdout}"
     );
     assert_eq!(image_names(&engine), std::slice::from_ref(&name));
-    assert_eq!(ok(&engine, &["run", "--rm", &name, "echo", "pulled"]), "pulled\n");
+    assert_eq!(engine.run_ok(&["run", "--rm", &name, "echo", "pulled"]), "pulled\n");
     // Again: nothing to fetch.
-    let again = ok(&engine, &["pull", &name]);
+    let again = engine.run_ok(&["pull", &name]);
     assert!(
         again.contains(&format!("Status: Image is up to date for {name}\n")),
         "{again}"
@@ -351,12 +345,12 @@ fn pull_from_a_local_registry_then_run_the_image() {
         .expect("a digest line")
         .to_owned();
     let pinned = format!("{}/keel/busybox@{digest}", registry.host());
-    let output = ok(&engine, &["pull", &pinned]);
+    let output = engine.run_ok(&["pull", &pinned]);
     assert!(output.contains(&digest), "{output}");
     // The same image loaded from `docker save` (uncompressed layers: another manifest) is
     // one image with two names: removing it by id needs force, and takes both.
     let archive = engine.scratch("layout.tar");
-    ok(&engine, &["load", "-i", archive.to_str().expect("utf-8")]);
+    engine.run_ok(&["load", "-i", archive.to_str().expect("utf-8")]);
     let id = inspect(&engine, &name)["Id"].as_str().expect("id").to_owned();
     assert_eq!(inspect(&engine, "busybox")["Id"], id.as_str());
     let mut tags: Vec<String> = inspect(&engine, "busybox")["RepoTags"]
@@ -374,7 +368,7 @@ fn pull_from_a_local_registry_then_run_the_image() {
         stderr.contains("image is referenced in multiple repositories"),
         "{stderr}"
     );
-    let removed = ok(&engine, &["rmi", "-f", &id[7..19]]);
+    let removed = engine.run_ok(&["rmi", "-f", &id[7..19]]);
     assert!(removed.ends_with(&format!("Deleted: {id}\n")), "{removed}");
     for untagged in [&name, &pinned, "busybox:latest"] {
         assert!(removed.contains(&format!("Untagged: {untagged}\n")), "{removed}");
@@ -465,14 +459,14 @@ fn prune_all_removes_the_images_no_container_uses() {
     let output = with_stdin(&engine, &["import", "-", "unused:v1"], &tarball);
     assert!(output.status.success(), "{output:?}");
     let unused = text(&output.stdout).trim().to_owned();
-    let container = ok(&engine, &["create", "busybox", "true"]);
-    let pruned = ok(&engine, &["image", "prune", "-a", "-f"]);
+    let container = engine.run_ok(&["create", "busybox", "true"]);
+    let pruned = engine.run_ok(&["image", "prune", "-a", "-f"]);
     assert!(pruned.contains("untagged: unused:v1"), "{pruned}");
     assert!(pruned.contains(&format!("deleted: {unused}")), "{pruned}");
     assert_eq!(image_names(&engine), ["busybox:latest"]);
-    ok(&engine, &["rm", container.trim()]);
+    engine.run_ok(&["rm", container.trim()]);
     // Nothing dangling: the default prune has nothing to do.
-    let pruned = ok(&engine, &["image", "prune", "-f"]);
+    let pruned = engine.run_ok(&["image", "prune", "-f"]);
     assert!(pruned.contains("Total reclaimed space: 0B"), "{pruned}");
     assert_eq!(image_names(&engine), ["busybox:latest"]);
 }

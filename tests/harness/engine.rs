@@ -175,6 +175,17 @@ impl Engine {
         }
     }
 
+    /// `docker ARGS`, which must succeed; its stdout. A failure shows the engine's log.
+    pub fn run_ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "docker {args:?}: {output:?}\nengine log:\n{}",
+            self.log()
+        );
+        crate::text(&output.stdout)
+    }
+
     /// SIGKILL, as a crash would: no cleanup runs.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

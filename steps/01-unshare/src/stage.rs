@@ -67,10 +67,11 @@ pub trait Stage {
     /// Where `in_child` runs among the other stages.
     fn order(&self) -> StageOrder;
 
-    /// Runs in the parent before `clone`: a cgroup v2 directory the child should be born in
-    /// (`clone3` with `CLONE_INTO_CGROUP`, see [`crate::clone_into_cgroup`]), far cheaper than
-    /// moving it there from `in_parent`. Only a hint: on a kernel that cannot, the child is
-    /// born where its parent is, and `in_parent` must still see to it.
+    /// Runs in the parent before `clone`, always: work that must precede the child (step 04
+    /// creates the cgroup here), and a cgroup v2 directory the child should be born in
+    /// (`clone3` with `CLONE_INTO_CGROUP`, see [`crate::clone_into_cgroup`]), far cheaper
+    /// than moving it there from `in_parent`. The directory is only a hint: on a kernel that
+    /// cannot, the child is born where its parent is, and `in_parent` must still see to it.
     fn birth_cgroup(&self) -> Result<Option<OwnedFd>, StageError> {
         Ok(None)
     }

@@ -2,7 +2,7 @@
 //! joined before the command runs, reported on (OOM kills, usage) and removed at the end.
 
 use nix::unistd::Pid;
-use std::cell::{Cell, OnceCell};
+use std::cell::OnceCell;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use step03_mount_ns::step02_pid_ns::step01_unshare::child_error::ChildError;
@@ -59,8 +59,6 @@ pub struct Limits {
     cgroup: Box<dyn Cgroup>,
     resources: LinuxResources,
     show_stats: bool,
-    /// Made already (before `clone`, or by `in_parent` when `clone` came first).
-    created: Cell<bool>,
     /// How the child gets into it.
     join: Join,
 }
@@ -80,17 +78,8 @@ impl Limits {
             cgroup: cgroups::open(layout, &path)?,
             resources,
             show_stats: annotated(spec, STATS_ANNOTATION),
-            created: Cell::new(false),
             join: Join::default(),
         })
-    }
-
-    fn create_once(&self) -> Result<(), StageError> {
-        if !self.created.get() {
-            self.cgroup.create(&self.resources).map_err(stage_error)?;
-            self.created.set(true);
-        }
-        Ok(())
     }
 
     fn memory_limit(&self) -> Option<u64> {
@@ -142,7 +131,8 @@ impl Join {
 }
 // ANCHOR_END: self_join
 
-fn stage_error(error: CgroupError) -> StageError {
+/// A cgroup failure, as the cgroups stage's (the runtime's `exec` says the same).
+pub(crate) fn stage_error(error: CgroupError) -> StageError {
     StageError::new("cgroups", error.to_string())
 }
 
@@ -159,14 +149,13 @@ impl Stage for Limits {
     /// The cgroup is made before `clone`: on cgroup v2 the child is born in it; on v1 it
     /// gets each tree's `tasks` file, opened here, to move itself (see [`Join`]).
     fn birth_cgroup(&self) -> Result<Option<OwnedFd>, StageError> {
-        self.create_once()?;
+        self.cgroup.create(&self.resources).map_err(stage_error)?;
         self.join.before_clone(&*self.cgroup).map_err(stage_error)
     }
 
     /// The child waits for our go-ahead, so it is in its cgroup before running anything:
     /// there is no moment when it runs without its limits.
     fn in_parent(&self, child: Pid) -> Result<(), StageError> {
-        self.create_once()?;
         self.join.in_parent(&*self.cgroup, child).map_err(stage_error)
     }
 

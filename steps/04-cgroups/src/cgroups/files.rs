@@ -116,34 +116,27 @@ pub fn processes_here(dir: &Path) -> Vec<Pid> {
 /// `dir` opened as a directory (close-on-exec), for `clone3`'s `CLONE_INTO_CGROUP`.
 pub fn open_dir(dir: &Path) -> Result<OwnedFd, CgroupError> {
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_DIRECTORY)
-        .open(dir)
-        .map(OwnedFd::from)
-        .map_err(|error| {
-            CgroupError::Io(PathError {
-                action: "opening",
-                path: dir.to_owned(),
-                error,
-            })
-        })
+    open(
+        dir.to_owned(),
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_DIRECTORY),
+    )
 }
 
 /// `dir/file` opened for writing (close-on-exec), to be written later, by a child.
 pub fn open_for_writing(dir: &Path, file: &str) -> Result<OwnedFd, CgroupError> {
-    let path = dir.join(file);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .map(OwnedFd::from)
-        .map_err(|error| {
-            CgroupError::Io(PathError {
-                action: "opening",
-                path,
-                error,
-            })
+    open(dir.join(file), std::fs::OpenOptions::new().write(true))
+}
+
+fn open(path: PathBuf, options: &std::fs::OpenOptions) -> Result<OwnedFd, CgroupError> {
+    options.open(&path).map(OwnedFd::from).map_err(|error| {
+        CgroupError::Io(PathError {
+            action: "opening",
+            path,
+            error,
         })
+    })
 }
 
 /// Asks `done` until it says yes or `timeout` has passed (then one last time); says whether

@@ -25,7 +25,7 @@ use super::terminal::Terminal;
 use super::test_pause::TestPause;
 use super::RuntimeError;
 use crate::cgroups::Cgroup;
-use crate::limits::Join;
+use crate::limits::{stage_error, Join};
 
 #[derive(Debug, Args)]
 pub struct ExecArgs {
@@ -182,10 +182,6 @@ fn parse_user(text: &str) -> Result<User, RuntimeError> {
 /// container's first process got there ([`Join`]).
 struct JoinCgroup(Box<dyn Cgroup>, Join);
 
-fn cgroup_error(error: crate::cgroups::CgroupError) -> StageError {
-    StageError::new("cgroups", error.to_string())
-}
-
 impl Stage for JoinCgroup {
     fn name(&self) -> &'static str {
         "cgroups"
@@ -196,11 +192,11 @@ impl Stage for JoinCgroup {
     }
 
     fn birth_cgroup(&self) -> Result<Option<OwnedFd>, StageError> {
-        self.1.before_clone(&*self.0).map_err(cgroup_error)
+        self.1.before_clone(&*self.0).map_err(stage_error)
     }
 
     fn in_parent(&self, child: Pid) -> Result<(), StageError> {
-        self.1.in_parent(&*self.0, child).map_err(cgroup_error)
+        self.1.in_parent(&*self.0, child).map_err(stage_error)
     }
 
     fn in_child(&self, _ctx: &ChildContext) -> Result<(), ChildError> {
