@@ -184,6 +184,41 @@ fn create_waits_for_start_and_delete_removes_everything() {
     assert_eq!(runtime.run(&["delete", "--force", &id]).status.code(), Some(0));
 }
 
+/// `kill ID KILL && delete ID` (the book's run-it block, and what a user types) must not race
+/// the kernel, which ends the process after kill(2) returns. The first process of a PID
+/// namespace is the slowest to end: it becomes a zombie only once every other process in the
+/// namespace is gone, so 300 sleeping children make the race certain for a kill that does not
+/// wait.
+#[test]
+fn kill_with_sigkill_returns_once_the_container_has_ended() {
+    if !needs_root() {
+        return;
+    }
+    let rootfs = TestRootfs::new();
+    let children = "for i in $(seq 300); do sleep 1000 & done; touch /started; exec sleep 1000";
+    let bundle = bundle(&rootfs, &["sh", "-c", children], |_| {});
+    let runtime = Runtime::new();
+    let id = unique("killwait");
+    runtime.ok(&["create", "--bundle", &bundle.display().to_string(), &id]);
+    let pid = runtime.state(&id)["pid"].as_i64().expect("a pid");
+    runtime.ok(&["start", &id]);
+    assert!(
+        wait_until(|| rootfs.path().join("started").exists()),
+        "the children did not start"
+    );
+
+    runtime.ok(&["kill", &id, "KILL"]);
+    // Read at once, from /proc: a zombie (Z, X) or no process at all is an ended one.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit(") ").next().and_then(|rest| rest.chars().next());
+    assert!(
+        matches!(state, None | Some('Z' | 'X')),
+        "kill KILL returned while the first process was still in state {state:?}"
+    );
+    assert_eq!(runtime.state(&id)["status"], "stopped");
+    runtime.ok(&["delete", &id]);
+}
+
 #[test]
 fn errors_are_json_lines_for_containerd_and_name_the_problem() {
     if !needs_root() {

@@ -33,25 +33,34 @@ pub fn parse_signal(text: &str) -> Result<Signal, RuntimeError> {
 pub fn kill(context: &Context, id: &str, signal: &str, all: bool) -> Result<(), RuntimeError> {
     let signal = parse_signal(signal)?;
     let record = context.dir.load(id)?;
+    let status = record.status(&context.dir);
     if all {
         for pid in record.cgroup()?.processes()? {
             // A process may end between the listing and the signal: that is not an error.
             let _ = send(pid, signal);
         }
-        return Ok(());
+    } else {
+        if status == Status::Stopped {
+            return Err(RuntimeError::NotRunning(id.to_owned()));
+        }
+        match send(Pid::from_raw(record.pid), signal) {
+            Ok(()) => {}
+            Err(Errno::ESRCH) => return Err(RuntimeError::NotRunning(id.to_owned())),
+            Err(errno) => {
+                return Err(RuntimeError::Usage(format!(
+                    "sending {signal} to {}: {}",
+                    record.pid,
+                    errno.desc()
+                )))
+            }
+        }
     }
-    if record.status(&context.dir) == Status::Stopped {
-        return Err(RuntimeError::NotRunning(id.to_owned()));
+    // `kill KILL && delete` must work: the kernel ends the process after kill(2) returns,
+    // so wait for it. A frozen process on cgroup v1 only dies once thawed: no wait there.
+    if signal == Signal::SIGKILL && status != Status::Paused {
+        record.wait_until_ended();
     }
-    match send(Pid::from_raw(record.pid), signal) {
-        Ok(()) => Ok(()),
-        Err(Errno::ESRCH) => Err(RuntimeError::NotRunning(id.to_owned())),
-        Err(errno) => Err(RuntimeError::Usage(format!(
-            "sending {signal} to {}: {}",
-            record.pid,
-            errno.desc()
-        ))),
-    }
+    Ok(())
 }
 // ANCHOR_END: kill
 

@@ -4,7 +4,6 @@
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::path::Path;
-use std::time::{Duration, Instant};
 use step03_mount_ns::step02_pid_ns::step01_unshare::launch::{self, Detached};
 use step03_mount_ns::step02_pid_ns::step01_unshare::oci_spec::runtime::{Hook, Spec};
 use step03_mount_ns::step02_pid_ns::step01_unshare::signals;
@@ -15,9 +14,6 @@ use super::cli::{Context, CreateArgs};
 use super::state::{now_rfc3339, process_start, write_atomically, Record, StateDir, Status};
 use super::terminal::Terminal;
 use super::{bundle, hooks, RuntimeError};
-
-/// How long `delete` waits for a killed container's processes to be gone.
-const KILL_WAIT: Duration = Duration::from_secs(5);
 
 // ANCHOR: create
 pub fn create(context: &Context, args: &CreateArgs) -> Result<(), RuntimeError> {
@@ -206,7 +202,7 @@ pub fn delete(context: &Context, id: &str, force: bool) -> Result<(), RuntimeErr
         // A frozen process cannot die on v1; thaw first, then kill everything in the cgroup.
         let _ = cgroup.thaw();
         let _ = kill(Pid::from_raw(record.pid), Signal::SIGKILL);
-        wait_until_gone(&record);
+        record.wait_until_ended();
     }
     // Whatever is left in the cgroup (processes of `exec`, orphans) is killed with it.
     cgroup.destroy()?;
@@ -217,12 +213,3 @@ pub fn delete(context: &Context, id: &str, force: bool) -> Result<(), RuntimeErr
     context.dir.remove(id)
 }
 // ANCHOR_END: delete
-
-/// The container's first process is the shim's child, not ours: we cannot reap it, only
-/// wait until it is a zombie or gone.
-fn wait_until_gone(record: &Record) {
-    let deadline = Instant::now() + KILL_WAIT;
-    while record.alive() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 use step03_mount_ns::step02_pid_ns::step01_unshare::oci_spec::runtime::Spec;
 
 use super::RuntimeError;
@@ -150,6 +151,9 @@ impl StateDir {
     }
 }
 
+/// How long `kill KILL` and `delete --force` wait for the first process to end.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
 impl Record {
     /// Whether the container's first process still exists (and is not a zombie waiting to be
     /// reaped by its parent, which for the kernel is an ended process).
@@ -157,6 +161,16 @@ impl Record {
         match process_start(self.pid) {
             Some((start, state)) => start == self.pid_start && state != 'Z' && state != 'X',
             None => false,
+        }
+    }
+
+    /// Waits, at most a few seconds, until the first process has ended. The kernel delivers
+    /// `SIGKILL` after `kill(2)` returns, and the process is the shim's child, not ours: we
+    /// cannot reap it, only watch it become a zombie or disappear.
+    pub fn wait_until_ended(&self) {
+        let deadline = Instant::now() + KILL_WAIT;
+        while self.alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 
