@@ -155,6 +155,55 @@ fn tag_then_rmi_untags_only_that_name() {
 }
 
 #[test]
+fn images_lists_what_its_filters_ask_for() {
+    if !needs_root() {
+        return;
+    }
+    let engine = Engine::start();
+    engine.run_ok(&["tag", "busybox", "busybox:tagged"]);
+    engine.run_ok(&["tag", "busybox", "localhost:5000/keel/busybox:v1"]);
+    // Created times are seconds: the second image must be a second younger.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let output = with_stdin(
+        &engine,
+        &["import", "-c", "LABEL team=keel", "-", "labeled:v1"],
+        &rootfs_tar(),
+    );
+    assert!(output.status.success(), "{output:?}");
+    let listed = |args: &[&str]| {
+        let mut command = vec!["images", "--format", "{{.Repository}}:{{.Tag}}"];
+        command.extend_from_slice(args);
+        let mut names: Vec<String> = engine.run_ok(&command).lines().map(str::to_owned).collect();
+        names.sort();
+        names
+    };
+    let busyboxes = ["busybox:latest", "busybox:tagged", "localhost:5000/keel/busybox:v1"];
+    // `docker images NAME` is a reference filter: the name alone matches every tag, and only
+    // the matching names of an image are listed.
+    assert_eq!(listed(&["busybox"]), ["busybox:latest", "busybox:tagged"]);
+    assert_eq!(listed(&["busybox:tag*"]), ["busybox:tagged"]);
+    assert_eq!(listed(&["*/keel/*"]), ["localhost:5000/keel/busybox:v1"]);
+    assert!(listed(&["nothing*"]).is_empty());
+    assert_eq!(listed(&["-f", "label=team=keel"]), ["labeled:v1"]);
+    assert_eq!(listed(&["-f", "label=team"]), ["labeled:v1"]);
+    assert!(listed(&["-f", "label=team=other"]).is_empty());
+    assert_eq!(listed(&["-f", "since=busybox"]), ["labeled:v1"]);
+    assert_eq!(listed(&["-f", "before=labeled:v1"]), busyboxes);
+    assert!(
+        listed(&["-f", "dangling=true"]).is_empty(),
+        "the store keeps no unnamed image"
+    );
+    assert_eq!(listed(&["-f", "dangling=false"]).len(), 4);
+    let labels = inspect(&engine, "labeled:v1")["Config"]["Labels"].clone();
+    assert_eq!(labels["team"], "keel");
+
+    let stderr = fails(&engine, &["images", "-f", "colour=blue"]);
+    assert!(stderr.contains("invalid filter 'colour'"), "{stderr}");
+    let stderr = fails(&engine, &["images", "-f", "before=nope"]);
+    assert!(stderr.contains("No such image: nope"), "{stderr}");
+}
+
+#[test]
 fn rmi_of_a_missing_image_says_so() {
     if !needs_root() {
         return;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::super::error::{json, ApiError, ApiResult};
 use super::super::{query, State};
+use super::list_filter::{resolver, ImageFilter};
 use super::{exclusive, familiar, image_event, is_digest_name, names_by_id, names_of, resolve, store, Params};
 use crate::engine::Engine;
 use crate::record::unix_seconds;
@@ -36,35 +37,43 @@ fn short(id: &str) -> &str {
 // ---------------------------------------------------------------------------------------
 // GET /images/json, GET /images/{name}/json, GET /images/{name}/history
 
-/// `GET /images/json`: one entry per image, with all its names.
-pub async fn list(state: State) -> ApiResult<Response> {
+/// `GET /images/json`: one entry per image, with all its names (or, with a `reference`
+/// filter, the names it matched).
+pub async fn list(state: State, Query(pairs): Query<Vec<(String, String)>>) -> ApiResult<Response> {
+    let filters = query::filters(&Params(pairs).map()).map_err(ApiError::bad_request)?;
     let store = store(&state.0)?;
-    let mut by_id: Vec<(String, Vec<String>, serde_json::Value)> = Vec::new();
+    let filter = ImageFilter::parse(&filters, resolver(&store))?;
+    let mut by_id: Vec<(Image, Vec<String>)> = Vec::new();
     for (reference, image) in store.list().map_err(ApiError::internal)? {
-        let id = image.id().to_string();
         let name = reference.familiar();
-        match by_id.iter_mut().find(|(i, _, _)| *i == id) {
-            Some((_, names, _)) => names.push(name),
-            None => {
-                let created = image.config.created().clone().unwrap_or_default();
-                let entry = json!({"Created": unix_seconds(&created), "Size": image.size(),
-                    "Labels": {}, "ParentId": "", "RepoDigests": [], "SharedSize": -1, "Containers": -1,
-                    "VirtualSize": image.size()});
-                by_id.push((id, vec![name], entry));
-            }
+        match by_id.iter_mut().find(|(i, _)| i.id() == image.id()) {
+            Some((_, names)) => names.push(name),
+            None => by_id.push((image, vec![name])),
         }
     }
     let items: Vec<_> = by_id
         .into_iter()
-        .map(|(id, names, mut entry)| {
-            let (tags, digests): (Vec<String>, Vec<String>) = names.into_iter().partition(|n| !is_digest_name(n));
-            entry["Id"] = json!(id);
-            entry["RepoTags"] = json!(tags);
-            entry["RepoDigests"] = json!(digests);
-            entry
+        .filter_map(|(image, names)| {
+            let names = filter.names_to_list(&image, names)?;
+            Some(summary(&image, names))
         })
         .collect();
     Ok(json(StatusCode::OK, &items))
+}
+
+/// One entry of `docker images`.
+fn summary(image: &Image, names: Vec<String>) -> serde_json::Value {
+    let (tags, digests): (Vec<String>, Vec<String>) = names.into_iter().partition(|n| !is_digest_name(n));
+    let created = image.config.created().clone().unwrap_or_default();
+    let labels = image
+        .config
+        .config()
+        .as_ref()
+        .and_then(|c| c.labels().clone())
+        .unwrap_or_default();
+    json!({"Id": image.id().to_string(), "RepoTags": tags, "RepoDigests": digests,
+        "Created": unix_seconds(&created), "Size": image.size(), "VirtualSize": image.size(),
+        "Labels": labels, "ParentId": "", "SharedSize": -1, "Containers": -1})
 }
 
 /// `GET /images/{name}/json` and `/history` (names hold slashes, so the path is split here).

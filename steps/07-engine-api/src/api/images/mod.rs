@@ -12,6 +12,7 @@
 //! resolve to, image events, and running store work one change at a time.
 
 mod import;
+mod list_filter;
 mod manage;
 mod progress;
 mod pull;
