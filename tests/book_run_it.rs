@@ -213,11 +213,14 @@ fn run_block(page: &Page) -> Result<(), String> {
 
     // The test's own prologue, not the book's: if the block fails while an engine of its own
     // still answers, that engine removes its containers and networks before bash exits (a
-    // reader would type `docker rm -f`). The block's own status is kept.
+    // reader would type `docker rm -f`); a runtime the block named `$K` (with a state root
+    // of its own) deletes its containers. The block's own status is kept.
     let prologue = "trap 'status=$?; if [ $status -ne 0 ] && [ -n \"${DOCKER_HOST:-}\" ] && \
                     timeout 10 docker version >/dev/null 2>&1; then \
                     docker ps -aq | xargs -r docker rm -f >/dev/null 2>&1; \
-                    docker network prune -f >/dev/null 2>&1; fi' EXIT\n";
+                    docker network prune -f >/dev/null 2>&1; fi; \
+                    if [ $status -ne 0 ] && [ -n \"${K:-}\" ]; then \
+                    $K list -q 2>/dev/null | xargs -r -n1 $K delete --force; fi' EXIT\n";
     let script_path = dir.path().join("run-it.sh");
     fs::write(&script_path, format!("{prologue}{}", page.script)).expect("writing the script");
     let output_path = dir.path().join("output");
