@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use keel_tests::{binary, needs_root};
+use keel_tests::{binary, needs_root, STEP_BINARIES};
 
 /// The marker of a promised output, at the end of a command line of a block.
 const PROMISE: &str = "# → ";
@@ -155,16 +155,7 @@ fn every_run_it_block_runs_and_prints_what_the_book_says() {
         return;
     }
     // Binaries the blocks call by path; missing ones are a clear message, not a bash error.
-    for name in [
-        "step01-unshare",
-        "step02-pid-ns",
-        "step03-mount-ns",
-        "step04-cgroups",
-        "step05-overlay",
-        "step06-images",
-        "step07-engine-api",
-        "keel-monitor",
-    ] {
+    for name in STEP_BINARIES.iter().chain(&["keel-monitor"]) {
         binary(name);
     }
     // Containers' monitors leave their engine's process tree on purpose (setsid, and they

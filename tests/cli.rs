@@ -2,20 +2,11 @@
 //! and for `run` (which also runs clap's consistency checks in debug builds), and a bad flag
 //! is refused with docker's exit status 125, before anything happens.
 
-use keel_tests::{stderr, stdout, step};
-
-const STEPS: [&str; 6] = [
-    "step01-unshare",
-    "step02-pid-ns",
-    "step03-mount-ns",
-    "step04-cgroups",
-    "step05-overlay",
-    "step06-images",
-];
+use keel_tests::{stderr, stdout, step, STEP_BINARIES};
 
 #[test]
 fn every_step_explains_itself_and_refuses_bad_flags() {
-    for (n, name) in STEPS.iter().enumerate() {
+    for (n, name) in STEP_BINARIES.iter().enumerate() {
         let help = step(name).arg("--help").output().expect("--help");
         assert!(help.status.success(), "{name} --help: {help:?}");
         assert!(
@@ -41,7 +32,7 @@ fn every_step_explains_itself_and_refuses_bad_flags() {
 #[test]
 fn each_step_keeps_the_flags_of_the_steps_before_it() {
     let flags = ["--hostname", "--init", "--rootfs", "--memory", "--layer"];
-    for (n, name) in STEPS.iter().enumerate() {
+    for (n, name) in STEP_BINARIES.iter().enumerate() {
         let help = stdout(&step(name).args(["run", "--help"]).output().expect("run --help"));
         for (introduced, flag) in flags.iter().enumerate() {
             // --hostname comes with step 01, --init with 02, --rootfs 03, --memory 04, --layer 05.

@@ -79,11 +79,6 @@ fn finish(mut child: Child) -> Output {
     child.wait_with_output().expect("docker output")
 }
 
-/// `docker ARGS` with `input` on its stdin.
-fn with_stdin(engine: &Engine, args: &[&str], input: &[u8]) -> Output {
-    finish(engine.spawn_with_stdin(args, input))
-}
-
 /// A registry holding `name:1`: the test rootfs (busybox and its shell) plus a file of
 /// `size` random bytes, which no compression shrinks. Made with the engine (import, save),
 /// pushed with skopeo, then removed from the engine so that a pull downloads it all.
@@ -94,7 +89,7 @@ fn registry_with_big_image(engine: &Engine, rng: &mut Rng, name: &str, size: usi
     builder.follow_symlinks(false);
     builder.append_dir_all(".", rootfs.path()).expect("tar the rootfs");
     let tarball = builder.into_inner().expect("tar");
-    let output = with_stdin(engine, &["import", "-", "faults-big:1"], &tarball);
+    let output = engine.run_with_stdin(&["import", "-", "faults-big:1"], &tarball);
     assert!(output.status.success(), "import: {output:?}\n{}", engine.log());
     let archive = engine.scratch("big.tar");
     engine.run_ok(&["save", "-o", archive.to_str().expect("utf-8"), "faults-big:1"]);

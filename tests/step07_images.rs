@@ -4,7 +4,6 @@
 //! pull `docker run` does by itself, prune, and the image events all of these emit.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use keel_tests::engine::{lines, Engine};
 use keel_tests::registry::Registry;
@@ -15,14 +14,6 @@ fn fails(engine: &Engine, args: &[&str]) -> String {
     let output = engine.run(args);
     assert_eq!(output.status.code(), Some(1), "docker {args:?}: {output:?}");
     text(&output.stderr)
-}
-
-/// `docker ARGS` with `input` on its stdin.
-fn with_stdin(engine: &Engine, args: &[&str], input: &[u8]) -> Output {
-    engine
-        .spawn_with_stdin(args, input)
-        .wait_with_output()
-        .expect("docker output")
 }
 
 /// The repositories:tags `docker images` lists.
@@ -164,11 +155,7 @@ fn images_lists_what_its_filters_ask_for() {
     engine.run_ok(&["tag", "busybox", "localhost:5000/keel/busybox:v1"]);
     // Created times are seconds: the second image must be a second younger.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let output = with_stdin(
-        &engine,
-        &["import", "-c", "LABEL team=keel", "-", "labeled:v1"],
-        &rootfs_tar(),
-    );
+    let output = engine.run_with_stdin(&["import", "-c", "LABEL team=keel", "-", "labeled:v1"], &rootfs_tar());
     assert!(output.status.success(), "{output:?}");
     let listed = |args: &[&str]| {
         let mut command = vec!["images", "--format", "{{.Repository}}:{{.Tag}}"];
@@ -287,13 +274,13 @@ fn save_then_load_round_trips_an_image() {
         saved.stdout.len() as u64,
         std::fs::metadata(&archive).expect("size").len()
     );
-    let output = with_stdin(&engine, &["load"], &saved.stdout);
+    let output = engine.run_with_stdin(&["load"], &saved.stdout);
     assert_eq!(text(&output.stdout), "Loaded image: saved:v1\n", "{output:?}");
     let events = image_events(&engine);
     assert!(events.iter().any(|e| e == "save saved:v1"), "{events:?}");
     assert!(events.iter().any(|e| e == "load saved:v1"), "{events:?}");
     // What is not an archive is refused, and leaves nothing behind.
-    let output = with_stdin(&engine, &["load"], &vec![b'x'; 4 << 20]);
+    let output = engine.run_with_stdin(&["load"], &vec![b'x'; 4 << 20]);
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let stderr = text(&output.stderr);
     assert!(
@@ -313,8 +300,7 @@ fn import_makes_an_image_from_a_rootfs_tar() {
     }
     let engine = Engine::start();
     let tarball = rootfs_tar();
-    let output = with_stdin(
-        &engine,
+    let output = engine.run_with_stdin(
         &[
             "import",
             "-c",
@@ -340,7 +326,7 @@ fn import_makes_an_image_from_a_rootfs_tar() {
     let events = image_events(&engine);
     assert!(events.iter().any(|e| e == "import imported:v1"), "{events:?}");
     // Not a tar: a clear error, and no image.
-    let output = with_stdin(&engine, &["import", "-", "bad:v1"], &[b'x'; 2000]);
+    let output = engine.run_with_stdin(&["import", "-", "bad:v1"], &[b'x'; 2000]);
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let stderr = text(&output.stderr);
     assert!(stderr.starts_with("Error response from daemon: "), "{stderr}");
@@ -348,7 +334,11 @@ fn import_makes_an_image_from_a_rootfs_tar() {
     let mut names = image_names(&engine);
     names.sort();
     assert_eq!(names, ["busybox:latest", "imported:v1"]);
-    let stderr = text(&with_stdin(&engine, &["import", "-c", "RUN true", "-", "bad:v2"], &tarball).stderr);
+    let stderr = text(
+        &engine
+            .run_with_stdin(&["import", "-c", "RUN true", "-", "bad:v2"], &tarball)
+            .stderr,
+    );
     assert!(stderr.contains("not a valid change command"), "{stderr}");
 }
 
@@ -505,7 +495,7 @@ fn prune_all_removes_the_images_no_container_uses() {
     }
     let engine = Engine::start();
     let tarball = rootfs_tar();
-    let output = with_stdin(&engine, &["import", "-", "unused:v1"], &tarball);
+    let output = engine.run_with_stdin(&["import", "-", "unused:v1"], &tarball);
     assert!(output.status.success(), "{output:?}");
     let unused = text(&output.stdout).trim().to_owned();
     let container = engine.run_ok(&["create", "busybox", "true"]);

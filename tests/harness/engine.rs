@@ -153,7 +153,7 @@ impl Engine {
 
     /// `docker ARGS`, waited for (at most 60 s).
     pub fn run(&self, args: &[&str]) -> Output {
-        let mut child = self
+        let child = self
             .docker()
             .args(args)
             .stdin(Stdio::null())
@@ -161,18 +161,45 @@ impl Engine {
             .stderr(Stdio::piped())
             .spawn()
             .expect("docker");
+        self.finish(child, args)
+    }
+
+    /// `docker ARGS` with `input` on its stdin, waited for (at most 60 s).
+    pub fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        self.finish(self.spawn_with_stdin(args, input), args)
+    }
+
+    /// Waits for a docker command, reading its output meanwhile (a full pipe would stall
+    /// it), and fails the test with the engine's log if it takes more than 60 s.
+    fn finish(&self, mut child: Child, args: &[&str]) -> Output {
+        fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_end(&mut bytes);
+                }
+                bytes
+            })
+        }
+        let (stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
         let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if child.try_wait().expect("wait").is_some() {
-                return child.wait_with_output().expect("output");
+        let (status, hung) = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break (status, false);
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                let output = child.wait_with_output().expect("output");
-                panic!("docker {args:?} hung: {output:?}\nengine log:\n{}", self.log());
+                break (child.wait().expect("wait"), true);
             }
             std::thread::sleep(Duration::from_millis(10));
-        }
+        };
+        let output = Output {
+            status,
+            stdout: stdout.join().unwrap_or_default(),
+            stderr: stderr.join().unwrap_or_default(),
+        };
+        assert!(!hung, "docker {args:?} hung: {output:?}\nengine log:\n{}", self.log());
+        output
     }
 
     /// `docker ARGS`, which must succeed; its stdout. A failure shows the engine's log.

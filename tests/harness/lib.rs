@@ -17,6 +17,17 @@ pub const PROBE: &str = env!("KEEL_PROBE");
 /// Where the probe is found inside a test rootfs.
 pub const PROBE_IN_ROOTFS: &str = "/bin/keel-probe";
 
+/// The seven step binaries, in the order a workshop meets them.
+pub const STEP_BINARIES: [&str; 7] = [
+    "step01-unshare",
+    "step02-pid-ns",
+    "step03-mount-ns",
+    "step04-cgroups",
+    "step05-overlay",
+    "step06-images",
+    "step07-engine-api",
+];
+
 /// Most of what the tests check needs root. Without it a test must not pass: under CI it
 /// fails with "needs root"; on a developer's machine it says it is skipped and returns false.
 pub fn needs_root() -> bool {
