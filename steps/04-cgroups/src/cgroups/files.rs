@@ -81,7 +81,7 @@ pub fn processes(dir: &Path) -> Result<Vec<Pid>, CgroupError> {
     for cgroup in subtree(dir) {
         let path = cgroup.join("cgroup.procs");
         match std::fs::read_to_string(&path) {
-            Ok(text) => pids.extend(text.lines().filter_map(|l| l.trim().parse().ok()).map(Pid::from_raw)),
+            Ok(text) => pids.extend(parse_pids(&text)),
             // Removed since it was listed.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && cgroup != dir => {}
             // A threaded v2 cgroup refuses reads of cgroup.procs: its processes are listed
@@ -105,12 +105,12 @@ pub fn processes(dir: &Path) -> Result<Vec<Pid>, CgroupError> {
 
 /// The processes directly in `dir` (not below it); none when it cannot be read.
 pub fn processes_here(dir: &Path) -> Vec<Pid> {
-    read(dir, "cgroup.procs")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .map(Pid::from_raw)
-        .collect()
+    parse_pids(&read(dir, "cgroup.procs").unwrap_or_default()).collect()
+}
+
+/// `cgroup.procs`: one pid a line.
+fn parse_pids(text: &str) -> impl Iterator<Item = Pid> + '_ {
+    text.lines().filter_map(|l| l.trim().parse().ok()).map(Pid::from_raw)
 }
 
 /// `dir` opened as a directory (close-on-exec), for `clone3`'s `CLONE_INTO_CGROUP`.
