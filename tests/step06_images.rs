@@ -145,6 +145,73 @@ fn pull_over_tls_with_basic_auth() {
     assert_eq!(root.ok("run", &[&name, "--", "echo", "tls ok"]), "tls ok\n");
 }
 
+#[test]
+fn push_to_a_registry_over_tls_with_basic_auth_then_pull_it_back() {
+    if !needs_root() {
+        return;
+    }
+    let registry = Registry::start(true, true);
+    let source = Root::new();
+    source.ok("busybox", &[]);
+    let name = format!("{}/pushed/busybox:v1", registry.host());
+    source.ok("tag", &["busybox", &name]);
+    let ca = registry.ca_cert().display().to_string();
+    let user = format!("{USER}:{PASSWORD}");
+
+    let anonymous = source.cmd("push", &["--ca-cert", &ca, &name]);
+    assert_eq!(anonymous.status.code(), Some(125), "{anonymous:?}");
+    assert!(stderr(&anonymous).contains("unauthorized"), "{}", stderr(&anonymous));
+
+    let pushed = source.ok("push", &["--ca-cert", &ca, "--user", &user, &name]);
+    let lines: Vec<&str> = pushed.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some(format!("The push refers to repository [{}/pushed/busybox]", registry.host()).as_str()),
+        "{pushed}"
+    );
+    assert!(lines.iter().any(|l| l.ends_with(": Pushed")), "{pushed}");
+    let last = lines.last().expect("a digest line");
+    let digest = last
+        .strip_prefix("v1: digest: ")
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("{pushed}"));
+
+    // A second push sends no layer again.
+    let again = source.ok("push", &["--ca-cert", &ca, "--user", &user, &name]);
+    assert!(again.contains(": Layer already exists"), "{again}");
+    assert!(!again.contains(": Pushed"), "{again}");
+    assert!(
+        again.ends_with(&format!("{last}\n")),
+        "the same digest and size: {again}"
+    );
+
+    let root = Root::new();
+    let pulled = root.ok("pull", &["--ca-cert", &ca, "--user", &user, &name]);
+    // The manifest went as the store has it: the registry serves it under the same digest.
+    assert!(pulled.contains(&format!("Digest: {digest}")), "{pulled}");
+    assert_eq!(
+        root.ok("run", &[&name, "--", "echo", "pushed and pulled"]),
+        "pushed and pulled\n"
+    );
+
+    let missing = source.cmd(
+        "push",
+        &[
+            "--ca-cert",
+            &ca,
+            "--user",
+            &user,
+            &format!("{}/pushed/none:v1", registry.host()),
+        ],
+    );
+    assert_eq!(missing.status.code(), Some(125), "{missing:?}");
+    assert!(
+        stderr(&missing).contains("An image does not exist locally with the tag"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
 /// An OCI layout holding an index of two images: the busybox layer plus a layer with an
 /// `/arch` file, one for amd64 and one for arm64.
 fn multi_platform_layout(source: &Root) -> PathBuf {

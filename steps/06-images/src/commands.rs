@@ -1,8 +1,8 @@
-//! The image commands, as docker's: `pull`, `images`, `inspect`, `tag`, `rmi`, `import`,
+//! The image commands, as docker's: `pull`, `push`, `images`, `inspect`, `tag`, `rmi`, `import`,
 //! `save`, `load`, and `busybox` (the embedded image, no network needed).
 
 use anyhow::Context;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use serde_json::json;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -19,18 +19,19 @@ pub enum More {
     /// Pull an image from a registry
     Pull {
         reference: String,
-        /// Reach this registry (host[:port]) over plain HTTP (repeatable)
-        #[arg(long = "insecure-registry", value_name = "HOST")]
-        insecure: Vec<String>,
-        /// Trust this CA certificate (PEM), e.g. a registry's self-signed one
-        #[arg(long, value_name = "FILE")]
-        ca_cert: Option<PathBuf>,
-        /// Credentials for the registry
-        #[arg(long, value_name = "USER:PASSWORD")]
-        user: Option<String>,
+        #[command(flatten)]
+        registry: RegistryFlags,
         /// Print only the image name
         #[arg(short, long)]
         quiet: bool,
+        #[arg(long, value_name = "DIR", default_value_os_t = default_root())]
+        root: PathBuf,
+    },
+    /// Push an image to a registry (its layers, config and manifest, as the store has them)
+    Push {
+        reference: String,
+        #[command(flatten)]
+        registry: RegistryFlags,
         #[arg(long, value_name = "DIR", default_value_os_t = default_root())]
         root: PathBuf,
     },
@@ -98,6 +99,38 @@ pub enum More {
     },
 }
 
+/// How to reach a registry: the flags `pull` and `push` share.
+#[derive(Debug, Args)]
+pub struct RegistryFlags {
+    /// Reach this registry (host[:port]) over plain HTTP (repeatable)
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    insecure: Vec<String>,
+    /// Trust this CA certificate (PEM), e.g. a registry's self-signed one
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+    /// Credentials for the registry
+    #[arg(long, value_name = "USER:PASSWORD")]
+    user: Option<String>,
+}
+
+impl RegistryFlags {
+    fn options(self) -> anyhow::Result<RegistryOptions> {
+        let credentials = self
+            .user
+            .map(|u| {
+                u.split_once(':')
+                    .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                    .context("--user takes USER:PASSWORD")
+            })
+            .transpose()?;
+        Ok(RegistryOptions {
+            insecure: self.insecure,
+            ca_cert: self.ca_cert,
+            credentials,
+        })
+    }
+}
+
 impl MoreCommands for More {
     fn run(self) -> anyhow::Result<i32> {
         run(self)
@@ -109,29 +142,23 @@ fn run(command: More) -> anyhow::Result<i32> {
         More::Step05(more) => return more.run(),
         More::Pull {
             reference,
-            insecure,
-            ca_cert,
-            user,
+            registry,
             quiet,
             root,
         } => {
             let reference: Reference = reference.parse()?;
-            let credentials = user
-                .map(|u| {
-                    u.split_once(':')
-                        .map(|(a, b)| (a.to_owned(), b.to_owned()))
-                        .context("--user takes USER:PASSWORD")
-                })
-                .transpose()?;
-            let options = RegistryOptions {
-                insecure,
-                ca_cert,
-                credentials,
-            };
-            crate::pull::pull(&Store::open(&root)?, &reference, options, quiet)?;
+            crate::pull::pull(&Store::open(&root)?, &reference, registry.options()?, quiet)?;
             if quiet {
                 println!("{}", reference.familiar());
             }
+        }
+        More::Push {
+            reference,
+            registry,
+            root,
+        } => {
+            let reference: Reference = reference.parse()?;
+            crate::push::push(&Store::open(&root)?, &reference, registry.options()?)?;
         }
         More::Images { root } => images(&Store::open(&root)?)?,
         More::Inspect { reference, root } => inspect(&Store::open(&root)?, &reference)?,

@@ -12,6 +12,7 @@ pub mod file_writer;
 pub mod image_run;
 pub mod import;
 pub mod pull;
+pub mod push;
 pub mod read_ahead;
 pub mod reference;
 pub mod registry;

@@ -148,6 +148,8 @@ pub struct Asker<'a> {
     /// `host/repository`, as errors name it.
     pub name: &'a str,
     pub repository: &'a str,
+    /// The access asked for: `pull`, or `pull,push` for a push.
+    pub actions: &'a str,
 }
 
 /// Answers the challenges of a 401: a token for Bearer, the credentials for Basic.
@@ -175,8 +177,8 @@ pub fn answer(asker: &Asker<'_>, headers: &[String]) -> Result<Auth, RegistryErr
     })
 }
 
-/// The token server's URL for a pull of `repository`.
-pub fn token_url(challenge: &Challenge, repository: &str) -> Result<reqwest::Url, String> {
+/// The token server's URL for `actions` (`pull`, `pull,push`) on `repository`.
+pub fn token_url(challenge: &Challenge, repository: &str, actions: &str) -> Result<reqwest::Url, String> {
     let realm = challenge.param("realm").ok_or("the Bearer challenge has no realm")?;
     let mut url = reqwest::Url::parse(realm).map_err(|e| format!("the realm {realm:?} is not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
@@ -187,9 +189,9 @@ pub fn token_url(challenge: &Challenge, repository: &str) -> Result<reqwest::Url
         if let Some(service) = challenge.param("service") {
             query.append_pair("service", service);
         }
-        // Our own scope rather than the challenge's: we want pull access to this repository,
-        // whatever request the challenge came from.
-        query.append_pair("scope", &format!("repository:{repository}:pull"));
+        // Our own scope rather than the challenge's: the access the whole pull (or push)
+        // needs to this repository, whatever request the challenge came from.
+        query.append_pair("scope", &format!("repository:{repository}:{actions}"));
     }
     Ok(url)
 }
@@ -206,8 +208,8 @@ pub fn token_of(body: &[u8]) -> Result<String, String> {
 }
 
 // ANCHOR: token
-/// Gets a pull token for the repository from the challenge's realm, with the credentials
-/// (basic auth) when there are some.
+/// Gets a token for the repository (pull, or pull and push) from the challenge's realm, with
+/// the credentials (basic auth) when there are some.
 fn token(asker: &Asker<'_>, challenge: &Challenge) -> Result<String, RegistryError> {
     let realm = challenge.param("realm").unwrap_or_default().to_owned();
     let bad = |why: String| RegistryError::Token {
@@ -215,7 +217,7 @@ fn token(asker: &Asker<'_>, challenge: &Challenge) -> Result<String, RegistryErr
         realm: realm.clone(),
         why,
     };
-    let url = token_url(challenge, asker.repository).map_err(|why| RegistryError::BadChallenge {
+    let url = token_url(challenge, asker.repository, asker.actions).map_err(|why| RegistryError::BadChallenge {
         name: asker.name.to_owned(),
         why,
     })?;
@@ -296,19 +298,24 @@ mod tests {
     }
 
     #[test]
-    fn the_token_url_asks_for_pull_of_this_repository() {
+    fn the_token_url_asks_for_this_repository_and_the_access_needed() {
         let c = &parse_challenges(
             r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:other:push""#,
         )[0];
-        let url = token_url(c, "library/busybox").expect("url");
+        let url = token_url(c, "library/busybox", "pull").expect("url");
         assert_eq!(
             url.as_str(),
             "https://auth.docker.io/token?service=registry.docker.io&scope=repository%3Alibrary%2Fbusybox%3Apull"
         );
+        let url = token_url(c, "keel/app", "pull,push").expect("url");
+        assert!(
+            url.as_str().ends_with("scope=repository%3Akeel%2Fapp%3Apull%2Cpush"),
+            "{url}"
+        );
         let no_realm = &parse_challenges(r#"Bearer service="x""#)[0];
-        assert!(token_url(no_realm, "a").is_err());
+        assert!(token_url(no_realm, "a", "pull").is_err());
         let not_http = &parse_challenges(r#"Bearer realm="file:///etc/passwd""#)[0];
-        assert!(token_url(not_http, "a").is_err());
+        assert!(token_url(not_http, "a", "pull").is_err());
     }
 
     #[test]
@@ -328,6 +335,7 @@ mod tests {
             credentials: None,
             name: "localhost:5000/x",
             repository: "x",
+            actions: "pull",
         };
         let e = answer(&asker, &[r#"Basic realm="r""#.to_owned()]).expect_err("no credentials");
         assert_eq!(

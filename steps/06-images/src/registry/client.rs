@@ -28,7 +28,7 @@ const ERROR_BODY_LIMIT: u64 = 64 * 1024;
 /// A client for the registries of one pull (or of many: it holds no per-image state besides
 /// the tokens).
 pub struct Client {
-    http: reqwest::blocking::Client,
+    pub(super) http: reqwest::blocking::Client,
     options: RegistryOptions,
     auth: AuthCache,
 }
@@ -55,7 +55,7 @@ pub(crate) fn scheme_for(reference: &Reference, insecure: &[String]) -> &'static
 }
 
 /// The repository as errors name it: `localhost:5000/x`, `busybox`.
-fn repository_name(reference: &Reference) -> String {
+pub(super) fn repository_name(reference: &Reference) -> String {
     Reference {
         tag: None,
         digest: None,
@@ -96,8 +96,25 @@ impl Drop for Partial {
     }
 }
 
+/// What a client asks a registry for access to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Access {
+    Pull,
+    Push,
+}
+
+impl Access {
+    /// The actions of a token's scope.
+    fn actions(self) -> &'static str {
+        match self {
+            Access::Pull => "pull",
+            Access::Push => "pull,push",
+        }
+    }
+}
+
 /// What a request was for, to say what failed.
-enum Target<'a> {
+pub(super) enum Target<'a> {
     /// The reference as shown: `localhost:5000/x:tag` or `...@sha256:...`.
     Manifest(&'a str),
     Blob(&'a Digest),
@@ -135,7 +152,7 @@ impl Client {
     }
 
     /// `https://host/v2/<repository>`, the root of a repository's API.
-    fn base(&self, reference: &Reference) -> String {
+    pub(super) fn base(&self, reference: &Reference) -> String {
         format!(
             "{}://{}/v2/{}",
             scheme_for(reference, &self.options.insecure),
@@ -146,14 +163,33 @@ impl Client {
 
     /// A GET, answering one authentication challenge if the registry asks.
     fn get(&self, reference: &Reference, url: &str, accept: Option<&str>) -> Result<Response, RegistryError> {
-        let key = format!("{}/{}", reference.registry_host(), reference.repository);
+        self.send(reference, Access::Pull, || {
+            let request = self.http.get(url);
+            match accept {
+                Some(accept) => request.header(ACCEPT, accept),
+                None => request,
+            }
+        })
+    }
+
+    /// A request made by `build` (called again for the retry, so a body can be made anew),
+    /// answering one authentication challenge if the registry asks.
+    pub(super) fn send(
+        &self,
+        reference: &Reference,
+        access: Access,
+        build: impl Fn() -> reqwest::blocking::RequestBuilder,
+    ) -> Result<Response, RegistryError> {
+        // Pull and push tokens are kept apart: a pull token does not allow a push.
+        let key = format!(
+            "{}/{}#{}",
+            reference.registry_host(),
+            reference.repository,
+            access.actions()
+        );
         let credentials = self.options.credentials.as_ref();
         let send = |answer: Option<&auth::Auth>| {
-            let mut request = self.http.get(url);
-            if let Some(accept) = accept {
-                request = request.header(ACCEPT, accept);
-            }
-            auth::apply(request, answer, credentials)
+            auth::apply(build(), answer, credentials)
                 .send()
                 .map_err(|e| self.unreachable(reference, &e))
         };
@@ -170,6 +206,7 @@ impl Client {
             credentials,
             name: &name,
             repository: &reference.repository,
+            actions: access.actions(),
         };
         let answer = auth::answer(&asker, &challenges)?;
         self.auth.put(&key, answer.clone());
@@ -200,7 +237,7 @@ impl Client {
     }
 
     /// The error for an answer that is not a success.
-    fn failure(&self, reference: &Reference, response: Response, target: Target<'_>) -> RegistryError {
+    pub(super) fn failure(&self, reference: &Reference, response: Response, target: Target<'_>) -> RegistryError {
         let name = repository_name(reference);
         let status = response.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {

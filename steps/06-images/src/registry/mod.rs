@@ -1,4 +1,4 @@
-//! A blocking client for the OCI distribution spec: what `keel pull` says to a registry.
+//! A blocking client for the OCI distribution spec: what `pull` and `push` say to a registry.
 //!
 //! The conversation, for `localhost:5000/app:1`:
 //!
@@ -17,6 +17,9 @@
 //!    the bytes hash to the digest and count the size.
 //!
 //! Plain HTTP is used only for registries named with `--insecure-registry`, as docker does.
+//!
+//! A push (`upload.rs`) is the same conversation the other way round: blobs the registry
+//! lacks, each in one `PUT`, then the manifest, with a `pull,push` token.
 
 pub mod auth;
 mod client;
@@ -24,6 +27,7 @@ mod error;
 pub mod media;
 pub mod platform;
 mod progress;
+mod upload;
 
 use std::path::PathBuf;
 
