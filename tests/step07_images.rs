@@ -416,6 +416,65 @@ fn pull_from_a_local_registry_then_run_the_image() {
 }
 
 #[test]
+fn push_to_a_local_registry_then_pull_it_back() {
+    if !needs_root() {
+        return;
+    }
+    let engine = Engine::start();
+    let registry = Registry::start(false, false);
+    let repository = format!("{}/keel/pushed", registry.host());
+    let name = format!("{repository}:v1");
+    engine.run_ok(&["tag", "busybox", &name]);
+    let pushed = engine.run_ok(&["push", &name]);
+    let lines: Vec<&str> = pushed.lines().collect();
+    // What the docker CLI prints for dockerd's push, without a terminal.
+    assert_eq!(lines.len(), 4, "{pushed}");
+    assert_eq!(lines[0], format!("The push refers to repository [{repository}]"));
+    let layer = lines[1]
+        .strip_suffix(": Preparing")
+        .unwrap_or_else(|| panic!("{pushed}"));
+    assert_eq!(lines[2], format!("{layer}: Pushed"));
+    assert!(
+        lines[3].starts_with("v1: digest: sha256:") && lines[3].contains(" size: "),
+        "{pushed}"
+    );
+    let again = engine.run_ok(&["push", &name]);
+    assert!(again.contains(&format!("{layer}: Layer already exists\n")), "{again}");
+    assert!(again.ends_with(&format!("{}\n", lines[3])), "{again}");
+
+    // --all-tags pushes every tag of the repository.
+    engine.run_ok(&["tag", "busybox", &format!("{repository}:v2")]);
+    let all = engine.run_ok(&["push", "--all-tags", &repository]);
+    assert_eq!(all.matches("The push refers to repository").count(), 1, "{all}");
+    assert!(
+        all.contains("\nv1: digest: ") && all.contains("\nv2: digest: "),
+        "{all}"
+    );
+
+    // Forget it here, pull it back from the registry, run it.
+    for tag in ["v1", "v2"] {
+        engine.run_ok(&["rmi", &format!("{repository}:{tag}")]);
+    }
+    engine.run_ok(&["rmi", "busybox"]);
+    assert!(image_names(&engine).is_empty());
+    engine.run_ok(&["pull", &name]);
+    assert_eq!(
+        engine.run_ok(&["run", "--rm", &name, "echo", "round trip"]),
+        "round trip\n"
+    );
+    let events = image_events(&engine);
+    assert!(events.iter().any(|e| e == &format!("push {repository}")), "{events:?}");
+
+    let stderr = fails(&engine, &["push", &format!("{repository}:nope")]);
+    assert!(
+        stderr.contains(&format!(
+            "An image does not exist locally with the tag: {repository}:nope"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn pulling_a_missing_tag_or_registry_fails_clearly() {
     if !needs_root() {
         return;

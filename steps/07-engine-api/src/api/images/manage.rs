@@ -1,7 +1,7 @@
 //! The images there are: list, inspect, history, tag, rmi (untag), prune.
 
 use axum::extract::{Path, Query};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use std::sync::Arc;
@@ -171,15 +171,13 @@ pub async fn post_image(
     state: State,
     Path(rest): Path<String>,
     Query(pairs): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
     if let Some(name) = rest.strip_suffix("/tag") {
         return tag(&state.0, name, &Params(pairs)).await;
     }
-    if rest.ends_with("/push") {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "push is not implemented by keel's engine",
-        ));
+    if let Some(name) = rest.strip_suffix("/push") {
+        return super::push::push(&state.0, name, &Params(pairs), &headers).await;
     }
     Err(ApiError::not_found(format!("page not found: /images/{rest}")))
 }

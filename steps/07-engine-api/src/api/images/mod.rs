@@ -16,6 +16,7 @@ mod list_filter;
 mod manage;
 mod progress;
 mod pull;
+mod push;
 mod transfer;
 
 use axum::routing::{get, post};

@@ -91,7 +91,7 @@ fn registry_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     Some((user.to_owned(), password.to_owned()))
 }
 
-fn registry_options(reference: &Reference, headers: &HeaderMap) -> RegistryOptions {
+pub(super) fn registry_options(reference: &Reference, headers: &HeaderMap) -> RegistryOptions {
     RegistryOptions {
         insecure: if is_loopback(&reference.domain) {
             vec![reference.domain.clone()]
