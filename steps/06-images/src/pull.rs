@@ -9,12 +9,11 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
 use crate::digest::Digest;
 use crate::reference::Reference;
-use crate::registry::{host_platform, pick_platform, Client, PullProgress, RegistryError, RegistryOptions};
+use crate::registry::{host_platform, pick_platform, watching, Client, PullProgress, RegistryError, RegistryOptions};
 use crate::store::images::Image;
 use crate::store::{Store, StoreError};
 
@@ -125,27 +124,15 @@ fn fetch_blob(
         Some(events) => {
             let layer = digest.short().to_owned();
             // The client moves the bar along; a watcher reports where it is, now and then.
-            std::thread::scope(|scope| {
-                let (stop, stopped) = mpsc::channel::<()>();
-                let bar = &bar;
-                let layer = &layer;
-                scope.spawn(move || {
-                    let mut reported = 0;
-                    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(PROGRESS_EVERY) {
-                        let current = bar.position();
-                        if current != reported && current < size {
-                            reported = current;
-                            events(PullEvent::Downloading {
-                                layer: layer.clone(),
-                                current,
-                                total: size,
-                            });
-                        }
-                    }
-                });
-                let result = client.blob(reference, digest, size, &tmp, bar);
-                drop(stop);
-                result
+            let report = |current| {
+                events(PullEvent::Downloading {
+                    layer: layer.clone(),
+                    current,
+                    total: size,
+                })
+            };
+            watching(&bar, PROGRESS_EVERY, report, || {
+                client.blob(reference, digest, size, &tmp, &bar)
             })?;
             events(PullEvent::Downloading {
                 layer: layer.clone(),

@@ -8,13 +8,12 @@
 //! engine streams docker's JSON messages) passes a function that receives each step as a
 //! [`PushEvent`] ([`push_reporting`]).
 
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
 use crate::digest::Digest;
 use crate::reference::Reference;
 use crate::registry::media::media_type_of;
-use crate::registry::{Client, PullProgress, RegistryError, RegistryOptions};
+use crate::registry::{watching, Client, PullProgress, RegistryError, RegistryOptions};
 use crate::store::{Store, StoreError};
 
 /// How often an upload's progress is reported to a [`PushEvent`] receiver.
@@ -163,26 +162,15 @@ fn upload(
         return Ok(());
     };
     let layer = digest.short().to_owned();
-    std::thread::scope(|scope| {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let (bar, layer) = (&bar, &layer);
-        scope.spawn(move || {
-            let mut reported = 0;
-            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(PROGRESS_EVERY) {
-                let current = bar.position();
-                if current != reported {
-                    reported = current;
-                    events(PushEvent::Pushing {
-                        layer: layer.clone(),
-                        current,
-                        total: size,
-                    });
-                }
-            }
-        });
-        let result = client.upload_blob(reference, digest, size, &path, bar);
-        drop(stop);
-        result
+    let report = |current| {
+        events(PushEvent::Pushing {
+            layer: layer.clone(),
+            current,
+            total: size,
+        })
+    };
+    watching(&bar, PROGRESS_EVERY, report, || {
+        client.upload_blob(reference, digest, size, &path, &bar)
     })?;
     events(PushEvent::Pushing {
         layer,

@@ -34,7 +34,7 @@ use std::path::PathBuf;
 pub use client::{Client, MANIFEST_LIMIT, USER_AGENT};
 pub use error::RegistryError;
 pub use platform::{host_platform, pick_platform};
-pub use progress::PullProgress;
+pub use progress::{watching, PullProgress};
 
 use crate::digest::Digest;
 

@@ -5,6 +5,8 @@
 //! not one, so a pull piped into a file or run by a test prints none of this.
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
 
 use crate::digest::Digest;
 
@@ -59,6 +61,29 @@ impl PullProgress {
         bar.set_style(style(FINISHED));
         bar.finish_with_message(message.to_owned());
     }
+}
+
+/// Runs `work` (which moves `bar` along) while a watcher thread calls `report` with the
+/// bar's position every `every`, when it has moved and is not at the end yet (the caller
+/// reports the end itself, once the work has succeeded).
+pub fn watching<T>(bar: &ProgressBar, every: Duration, report: impl Fn(u64) + Sync, work: impl FnOnce() -> T) -> T {
+    std::thread::scope(|scope| {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let report = &report;
+        scope.spawn(move || {
+            let mut reported = 0;
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                let current = bar.position();
+                if current != reported && Some(current) < bar.length() {
+                    reported = current;
+                    report(current);
+                }
+            }
+        });
+        let result = work();
+        drop(stop);
+        result
+    })
 }
 
 #[cfg(test)]

@@ -117,13 +117,18 @@ fn name_without_tag(familiar: &str) -> &str {
     }
 }
 
-fn has_label(image: &Image, label: &str) -> bool {
-    let labels = image
+/// The labels of the image's config (`LABEL` in a Dockerfile, `--change` of an import).
+pub fn labels(image: &Image) -> std::collections::HashMap<String, String> {
+    image
         .config
         .config()
         .as_ref()
         .and_then(|c| c.labels().clone())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+fn has_label(image: &Image, label: &str) -> bool {
+    let labels = labels(image);
     match label.split_once('=') {
         Some((key, value)) => labels.get(key).is_some_and(|v| v == value),
         None => labels.contains_key(label),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::super::error::{json, ApiError, ApiResult};
 use super::super::{query, State};
-use super::list_filter::{resolver, ImageFilter};
+use super::list_filter::{labels, resolver, ImageFilter};
 use super::{exclusive, familiar, image_event, is_digest_name, names_by_id, names_of, resolve, store, Params};
 use crate::engine::Engine;
 use crate::record::unix_seconds;
@@ -65,12 +65,7 @@ pub async fn list(state: State, Query(pairs): Query<Vec<(String, String)>>) -> A
 fn summary(image: &Image, names: Vec<String>) -> serde_json::Value {
     let (tags, digests): (Vec<String>, Vec<String>) = names.into_iter().partition(|n| !is_digest_name(n));
     let created = image.config.created().clone().unwrap_or_default();
-    let labels = image
-        .config
-        .config()
-        .as_ref()
-        .and_then(|c| c.labels().clone())
-        .unwrap_or_default();
+    let labels = labels(image);
     json!({"Id": image.id().to_string(), "RepoTags": tags, "RepoDigests": digests,
         "Created": unix_seconds(&created), "Size": image.size(), "VirtualSize": image.size(),
         "Labels": labels, "ParentId": "", "SharedSize": -1, "Containers": -1})
