@@ -67,16 +67,8 @@ fn log_tail(engine: &Engine) -> String {
 }
 
 /// Waits for a CLI the engine died under (it fails, or finishes if it was quick enough).
-fn finish(mut child: Child) -> Output {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().ok().flatten().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().expect("docker output")
+fn finish(child: Child) -> Output {
+    keel_tests::output_within(child, Duration::from_secs(30)).unwrap_or_else(|killed| killed)
 }
 
 /// A registry holding `name:1`: the test rootfs (busybox and its shell) plus a file of

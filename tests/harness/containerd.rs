@@ -65,18 +65,7 @@ pub fn describe(output: &Output) -> String {
 
 /// Waits for `child` at most `timeout`; past it, kills it (by its pid), reaps it and panics.
 pub fn wait_or_kill(child: &mut Child, timeout: Duration, what: &str) -> ExitStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("waiting for a child") {
-            return status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish within {timeout:?}: killed");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::wait_within(child, timeout).unwrap_or_else(|_| panic!("{what} did not finish within {timeout:?}: killed"))
 }
 
 /// Polls `check` every 50 ms until it is true or `timeout` has passed; returns the last result.

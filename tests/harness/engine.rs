@@ -169,37 +169,11 @@ impl Engine {
         self.finish(self.spawn_with_stdin(args, input), args)
     }
 
-    /// Waits for a docker command, reading its output meanwhile (a full pipe would stall
-    /// it), and fails the test with the engine's log if it takes more than 60 s.
-    fn finish(&self, mut child: Child, args: &[&str]) -> Output {
-        fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
-            std::thread::spawn(move || {
-                let mut bytes = Vec::new();
-                if let Some(mut pipe) = pipe {
-                    let _ = pipe.read_to_end(&mut bytes);
-                }
-                bytes
-            })
-        }
-        let (stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let (status, hung) = loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                break (status, false);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                break (child.wait().expect("wait"), true);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let output = Output {
-            status,
-            stdout: stdout.join().unwrap_or_default(),
-            stderr: stderr.join().unwrap_or_default(),
-        };
-        assert!(!hung, "docker {args:?} hung: {output:?}\nengine log:\n{}", self.log());
-        output
+    /// Waits for a docker command (reading its output meanwhile), and fails the test with
+    /// the engine's log if it takes more than 60 s.
+    fn finish(&self, child: Child, args: &[&str]) -> Output {
+        crate::output_within(child, Duration::from_secs(60))
+            .unwrap_or_else(|output| panic!("docker {args:?} hung: {output:?}\nengine log:\n{}", self.log()))
     }
 
     /// `docker ARGS`, which must succeed; its stdout. A failure shows the engine's log.

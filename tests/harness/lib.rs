@@ -8,8 +8,8 @@ pub mod registry;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Output;
-use std::time::Duration;
+use std::process::{Child, ExitStatus, Output};
+use std::time::{Duration, Instant};
 
 /// The static probe built by `tests/probe/build.rs`.
 pub const PROBE: &str = env!("KEEL_PROBE");
@@ -27,6 +27,47 @@ pub const STEP_BINARIES: [&str; 7] = [
     "step06-images",
     "step07-engine-api",
 ];
+
+/// Waits for `child` at most `timeout`; past it, kills and reaps it. `Err` is the status of
+/// a child that had to be killed.
+pub fn wait_within(child: &mut Child, timeout: Duration) -> Result<ExitStatus, ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for a child") {
+            return Ok(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            return Err(child.wait().expect("reaping a killed child"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// [`wait_within`], reading the child's piped stdout and stderr meanwhile (a full pipe would
+/// stall it). `Err` is the output of a child that had to be killed.
+pub fn output_within(mut child: Child, timeout: Duration) -> Result<Output, Output> {
+    fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    }
+    let (stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
+    let waited = wait_within(&mut child, timeout);
+    let output = |status| Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    };
+    match waited {
+        Ok(status) => Ok(output(status)),
+        Err(status) => Err(output(status)),
+    }
+}
 
 /// Most of what the tests check needs root. Without it a test must not pass: under CI it
 /// fails with "needs root"; on a developer's machine it says it is skipped and returns false.

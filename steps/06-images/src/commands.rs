@@ -253,11 +253,7 @@ fn images(store: &Store) -> anyhow::Result<()> {
         "REPOSITORY", "TAG", "IMAGE ID", "CREATED"
     );
     for (reference, image) in store.list()? {
-        let familiar = reference.familiar();
-        let repository = familiar
-            .rsplit_once(':')
-            .map_or(familiar.as_str(), |(r, _)| r)
-            .to_owned();
+        let repository = reference.familiar_name();
         let created = image.config.created().clone().unwrap_or_default();
         println!(
             "{:<40} {:<12} {:<14} {:<22} {}",

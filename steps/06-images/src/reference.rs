@@ -114,6 +114,17 @@ impl Reference {
         format!("{}/{}", self.domain, self.repository)
     }
 
+    /// The short form docker shows without tag or digest (docker's `FamiliarName`): the
+    /// repository as users write it, `busybox`, `localhost:5000/x`.
+    pub fn familiar_name(&self) -> String {
+        Reference {
+            tag: None,
+            digest: None,
+            ..self.clone()
+        }
+        .familiar()
+    }
+
     /// The short form docker shows: `busybox:latest`, `localhost:5000/x:1`.
     pub fn familiar(&self) -> String {
         let name = if self.domain == DEFAULT_DOMAIN {
@@ -198,6 +209,17 @@ mod tests {
         assert_eq!(r.registry_host(), "registry-1.docker.io");
         let r: Reference = "localhost:5000/x:1".parse().expect("valid");
         assert_eq!(r.familiar(), "localhost:5000/x:1");
+    }
+
+    #[test]
+    fn the_familiar_name_has_no_tag_or_digest_but_keeps_the_registry_port() {
+        let name = |text: &str| text.parse::<Reference>().expect("valid").familiar_name();
+        assert_eq!(name("busybox:1.36"), "busybox");
+        assert_eq!(name("busybox:latest"), "busybox");
+        assert_eq!(name("localhost:5000/x:nope"), "localhost:5000/x");
+        assert_eq!(name("localhost:5000/x"), "localhost:5000/x");
+        let digest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(name(&format!("x@{digest}")), "x");
     }
 
     #[test]

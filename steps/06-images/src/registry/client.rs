@@ -54,16 +54,6 @@ pub(crate) fn scheme_for(reference: &Reference, insecure: &[String]) -> &'static
     }
 }
 
-/// The repository as errors name it: `localhost:5000/x`, `busybox`.
-pub(super) fn repository_name(reference: &Reference) -> String {
-    Reference {
-        tag: None,
-        digest: None,
-        ..reference.clone()
-    }
-    .familiar()
-}
-
 /// At most `limit + 1` bytes of a body: enough to tell that it is longer than `limit`.
 pub(crate) fn read_limited(response: Response, limit: u64) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
@@ -200,7 +190,7 @@ impl Client {
         }
         // No answer yet, or an expired token: answer this challenge and try once more.
         let challenges = challenges(response.headers());
-        let name = repository_name(reference);
+        let name = reference.familiar_name();
         let asker = Asker {
             http: &self.http,
             credentials,
@@ -238,7 +228,7 @@ impl Client {
 
     /// The error for an answer that is not a success.
     pub(super) fn failure(&self, reference: &Reference, response: Response, target: Target<'_>) -> RegistryError {
-        let name = repository_name(reference);
+        let name = reference.familiar_name();
         let status = response.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return match &self.options.credentials {
@@ -301,7 +291,7 @@ impl Client {
         tag_or_digest: &str,
         expected: Option<&Digest>,
     ) -> Result<Fetched, RegistryError> {
-        let name = repository_name(reference);
+        let name = reference.familiar_name();
         let shown = match expected {
             Some(digest) => format!("{name}@{digest}"),
             None => format!("{name}:{tag_or_digest}"),
@@ -316,12 +306,7 @@ impl Client {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let announced = response
-            .headers()
-            .get("Docker-Content-Digest")
-            .and_then(|v| v.to_str().ok())
-            // Only sha256 can be checked; another algorithm is left to the digest we compute.
-            .and_then(|v| v.trim().parse::<Digest>().ok());
+        let announced = content_digest(response.headers());
         let bytes = read_limited(response, MANIFEST_LIMIT).map_err(|e| RegistryError::Download {
             what: shown.clone(),
             why: cause(&e),
@@ -366,7 +351,7 @@ impl Client {
         dest: &Path,
         progress: &indicatif::ProgressBar,
     ) -> Result<(), RegistryError> {
-        let name = repository_name(reference);
+        let name = reference.familiar_name();
         let url = format!("{}/blobs/{digest}", self.base(reference));
         let response = self.get(reference, &url, None)?;
         if !response.status().is_success() {
@@ -447,6 +432,15 @@ impl Client {
     }
 }
 
+/// The digest a registry says it has for a manifest (`Docker-Content-Digest`). Only sha256
+/// can be checked; another algorithm is left to the digest computed from the bytes.
+pub(super) fn content_digest(headers: &HeaderMap) -> Option<Digest> {
+    headers
+        .get("Docker-Content-Digest")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<Digest>().ok())
+}
+
 /// The `WWW-Authenticate` values of an answer (a registry may send several).
 fn challenges(headers: &HeaderMap) -> Vec<String> {
     headers
@@ -492,12 +486,6 @@ mod tests {
             client.base(&reference("busybox")),
             "https://registry-1.docker.io/v2/library/busybox"
         );
-    }
-
-    #[test]
-    fn errors_name_the_repository_as_the_user_wrote_it() {
-        assert_eq!(repository_name(&reference("busybox:1.36")), "busybox");
-        assert_eq!(repository_name(&reference("localhost:5000/x:nope")), "localhost:5000/x");
     }
 
     #[test]

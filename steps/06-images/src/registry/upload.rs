@@ -19,7 +19,7 @@ use std::path::Path;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::StatusCode;
 
-use super::client::{repository_name, Access, Target};
+use super::client::{content_digest, Access, Target};
 use super::{Client, RegistryError};
 use crate::digest::Digest;
 use crate::reference::Reference;
@@ -66,21 +66,21 @@ impl Client {
         if response.status() != StatusCode::ACCEPTED {
             return Err(self.failure(reference, response, Target::Blob(digest)));
         }
+        let bad_location = |detail: String| RegistryError::Http {
+            what: format!("upload of blob {digest} to {}", reference.familiar_name()),
+            status: response.status().to_string(),
+            detail,
+        };
         let location = response
             .headers()
             .get(LOCATION)
             .and_then(|value| value.to_str().ok())
-            .ok_or_else(|| RegistryError::Http {
-                what: format!("upload of blob {digest} to {}", repository_name(reference)),
-                status: response.status().to_string(),
-                detail: ": no Location for the upload".to_owned(),
-            })?;
+            .ok_or_else(|| bad_location(": no Location for the upload".to_owned()))?;
         // Relative to the URL that answered (after redirects), as HTTP says.
-        let mut url = response.url().join(location).map_err(|e| RegistryError::Http {
-            what: format!("upload of blob {digest} to {}", repository_name(reference)),
-            status: response.status().to_string(),
-            detail: format!(": the upload Location {location:?} is not a URL: {e}"),
-        })?;
+        let mut url = response
+            .url()
+            .join(location)
+            .map_err(|e| bad_location(format!(": the upload Location {location:?} is not a URL: {e}")))?;
         url.query_pairs_mut().append_pair("digest", &digest.to_string());
         let io = |source| RegistryError::Io {
             what: format!("blob {digest}"),
@@ -118,7 +118,7 @@ impl Client {
     pub fn put_manifest(&self, reference: &Reference, media_type: &str, bytes: &[u8]) -> Result<Digest, RegistryError> {
         let tag = reference.manifest_reference();
         let url = format!("{}/manifests/{tag}", self.base(reference));
-        let shown = format!("{}:{tag}", repository_name(reference));
+        let shown = format!("{}:{tag}", reference.familiar_name());
         let response = self.send(reference, Access::Push, || {
             self.http
                 .put(&url)
@@ -129,15 +129,10 @@ impl Client {
             return Err(self.failure(reference, response, Target::Manifest(&shown)));
         }
         let digest = Digest::of(bytes);
-        let stored = response
-            .headers()
-            .get("Docker-Content-Digest")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<Digest>().ok());
-        match stored {
+        match content_digest(response.headers()) {
             Some(stored) if stored != digest => Err(RegistryError::DigestMismatch {
                 what: "manifest",
-                name: repository_name(reference),
+                name: reference.familiar_name(),
                 digest,
                 got: stored,
             }),

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use super::super::error::{ApiError, ApiResult};
 use crate::record::unix_seconds;
+use step06_images::reference::Reference;
 use step06_images::store::images::Image;
 use step06_images::store::Store;
 
@@ -22,11 +23,8 @@ pub struct ImageFilter {
 }
 
 impl ImageFilter {
-    /// `resolve` finds the image a `before`/`since` value names (docker: 404 if unknown).
-    pub fn parse(
-        filters: &BTreeMap<String, Vec<String>>,
-        resolve: impl Fn(&str) -> ApiResult<Image>,
-    ) -> ApiResult<Self> {
+    /// The images `before`/`since` name are looked up in `store` (docker: 404 if unknown).
+    pub fn parse(filters: &BTreeMap<String, Vec<String>>, store: &Store) -> ApiResult<Self> {
         let mut filter = Self::default();
         for (key, values) in filters {
             match key.as_str() {
@@ -39,7 +37,7 @@ impl ImageFilter {
                 "label" => filter.labels.clone_from(values),
                 "before" | "since" => {
                     let Some(name) = values.first() else { continue };
-                    let created = created(&resolve(name)?);
+                    let created = created(&super::resolve(store, name)?.1);
                     if key == "before" {
                         filter.before = Some(created);
                     } else {
@@ -54,7 +52,7 @@ impl ImageFilter {
 
     /// The names of `image` to list (all of them, or those a `reference` pattern matched), or
     /// `None` if the image is not to be listed at all.
-    pub fn names_to_list(&self, image: &Image, names: Vec<String>) -> Option<Vec<String>> {
+    pub fn names_to_list(&self, image: &Image, names: Vec<Reference>) -> Option<Vec<String>> {
         // The store removes an image with its last name: nothing it lists is dangling.
         if self.dangling == Some(true) {
             return None;
@@ -66,19 +64,24 @@ impl ImageFilter {
         if !self.labels.is_empty() && !self.labels.iter().any(|label| has_label(image, label)) {
             return None;
         }
-        if self.references.is_empty() {
-            return Some(names);
+        let listed: Vec<String> = names
+            .iter()
+            .filter(|name| self.references.is_empty() || self.matches_reference(name))
+            .map(Reference::familiar)
+            .collect();
+        // With a reference filter, an image none of whose names matched is not listed.
+        if listed.is_empty() && !self.references.is_empty() {
+            return None;
         }
-        let matched: Vec<String> = names.into_iter().filter(|name| self.matches_reference(name)).collect();
-        (!matched.is_empty()).then_some(matched)
+        Some(listed)
     }
 
     /// docker's `FamiliarMatch`: the pattern against `busybox:latest`, then against `busybox`.
-    fn matches_reference(&self, familiar: &str) -> bool {
-        let without_tag = name_without_tag(familiar);
+    fn matches_reference(&self, reference: &Reference) -> bool {
+        let (familiar, name) = (reference.familiar(), reference.familiar_name());
         self.references
             .iter()
-            .any(|glob| glob.is_match(familiar) || glob.is_match(without_tag))
+            .any(|glob| glob.is_match(&familiar) || glob.is_match(&name))
     }
 }
 
@@ -107,16 +110,6 @@ fn dangling(values: &[String]) -> ApiResult<bool> {
     }
 }
 
-/// `busybox:latest` → `busybox`; `localhost:5000/x:1` → `localhost:5000/x`; `x@sha256:…` → `x`.
-fn name_without_tag(familiar: &str) -> &str {
-    let name = familiar.split_once('@').map_or(familiar, |(name, _)| name);
-    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
-    match name[last_slash..].find(':') {
-        Some(colon) => &name[..last_slash + colon],
-        None => name,
-    }
-}
-
 /// The labels of the image's config (`LABEL` in a Dockerfile, `--change` of an import).
 pub fn labels(image: &Image) -> std::collections::HashMap<String, String> {
     image
@@ -139,38 +132,26 @@ fn created(image: &Image) -> i64 {
     unix_seconds(&image.config.created().clone().unwrap_or_default())
 }
 
-/// `resolve` for [`ImageFilter::parse`] on a store.
-pub fn resolver(store: &Store) -> impl Fn(&str) -> ApiResult<Image> + '_ {
-    move |name| super::resolve(store, name).map(|(_, image)| image)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn names_lose_their_tag_but_keep_their_registry_port() {
-        assert_eq!(name_without_tag("busybox:latest"), "busybox");
-        assert_eq!(name_without_tag("localhost:5000/x:1"), "localhost:5000/x");
-        assert_eq!(name_without_tag("localhost:5000/x"), "localhost:5000/x");
-        assert_eq!(name_without_tag("x@sha256:abc"), "x");
-    }
-
-    #[test]
     fn patterns_match_like_go_path_match() {
+        let reference = |text: &str| text.parse::<Reference>().expect("a reference");
         let filter = |pattern: &str| ImageFilter {
             references: vec![glob(pattern).expect("a pattern")],
             ..ImageFilter::default()
         };
-        assert!(filter("busybox").matches_reference("busybox:latest"));
-        assert!(filter("busybox:latest").matches_reference("busybox:latest"));
-        assert!(filter("busy*").matches_reference("busybox:1"));
-        assert!(!filter("busybox:1").matches_reference("busybox:latest"));
+        assert!(filter("busybox").matches_reference(&reference("busybox:latest")));
+        assert!(filter("busybox:latest").matches_reference(&reference("busybox:latest")));
+        assert!(filter("busy*").matches_reference(&reference("busybox:1")));
+        assert!(!filter("busybox:1").matches_reference(&reference("busybox:latest")));
         assert!(
-            !filter("*").matches_reference("localhost:5000/x:1"),
+            !filter("*").matches_reference(&reference("localhost:5000/x:1")),
             "* stops at a slash"
         );
-        assert!(filter("*/x").matches_reference("localhost:5000/x:1"));
+        assert!(filter("*/x").matches_reference(&reference("localhost:5000/x:1")));
     }
 
     #[test]

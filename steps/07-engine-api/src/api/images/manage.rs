@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::super::error::{json, ApiError, ApiResult};
 use super::super::{query, State};
-use super::list_filter::{labels, resolver, ImageFilter};
+use super::list_filter::{labels, ImageFilter};
 use super::{exclusive, familiar, image_event, is_digest_name, names_by_id, names_of, resolve, store, Params};
 use crate::engine::Engine;
 use crate::record::unix_seconds;
@@ -42,13 +42,12 @@ fn short(id: &str) -> &str {
 pub async fn list(state: State, Query(pairs): Query<Vec<(String, String)>>) -> ApiResult<Response> {
     let filters = query::filters(&Params(pairs).map()).map_err(ApiError::bad_request)?;
     let store = store(&state.0)?;
-    let filter = ImageFilter::parse(&filters, resolver(&store))?;
-    let mut by_id: Vec<(Image, Vec<String>)> = Vec::new();
+    let filter = ImageFilter::parse(&filters, &store)?;
+    let mut by_id: Vec<(Image, Vec<Reference>)> = Vec::new();
     for (reference, image) in store.list().map_err(ApiError::internal)? {
-        let name = reference.familiar();
         match by_id.iter_mut().find(|(i, _)| i.id() == image.id()) {
-            Some((_, names)) => names.push(name),
-            None => by_id.push((image, vec![name])),
+            Some((_, names)) => names.push(reference),
+            None => by_id.push((image, vec![reference])),
         }
     }
     let items: Vec<_> = by_id

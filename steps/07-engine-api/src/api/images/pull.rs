@@ -172,9 +172,7 @@ async fn pull(engine: &Arc<Engine>, from: &str, tag: Option<&str>, headers: &Hea
         .await;
         match outcome {
             Ok(Ok(_image)) => {
-                let name = reference.familiar();
-                let repository = name.rsplit_once(':').map_or(name.as_str(), |(r, _)| r).to_owned();
-                image_event(&engine, "pull", &name, Some(&repository));
+                image_event(&engine, "pull", &reference.familiar(), Some(&reference.familiar_name()));
             }
             Ok(Err(error)) => {
                 tracing::info!("pulling {reference}: {error}");

@@ -54,17 +54,19 @@ fn references(store: &Store, name: &str, tag: Option<&str>) -> ApiResult<Vec<Ref
         return Ok(vec![format!("{name}:{tag}").parse().map_err(bad)?]);
     }
     let repository: Reference = name.parse().map_err(bad)?;
+    // The names alone, from the index: no image needs loading to be chosen.
     let tagged: Vec<Reference> = store
-        .list()
+        .index()
         .map_err(ApiError::internal)?
-        .into_iter()
-        .map(|(reference, _)| reference)
+        .images
+        .keys()
+        .filter_map(|name| name.parse::<Reference>().ok())
         .filter(|r| r.name() == repository.name() && r.tag.is_some())
         .collect();
     if tagged.is_empty() {
         return Err(ApiError::not_found(format!(
             "An image does not exist locally with the tag: {}",
-            repository.familiar().trim_end_matches(":latest")
+            repository.familiar_name()
         )));
     }
     Ok(tagged)
@@ -104,11 +106,7 @@ pub async fn push(engine: &Arc<Engine>, name: &str, params: &Params, headers: &H
             Ok(Ok(pushed)) => {
                 // As dockerd: the pushed reference, and its repository as the name.
                 for (reference, _) in pushed {
-                    let untagged = Reference {
-                        tag: None,
-                        ..reference.clone()
-                    };
-                    image_event(&engine, "push", &reference.familiar(), Some(&untagged.familiar()));
+                    image_event(&engine, "push", &reference.familiar(), Some(&reference.familiar_name()));
                 }
             }
             Ok(Err(error)) => {
