@@ -121,10 +121,10 @@ impl Drop for Container<'_> {
     }
 }
 
-/// Reads a file the container writes, once it is there.
+/// Reads a file the container writes, once it is there (the scripts write it elsewhere and
+/// rename it into place, so it appears whole).
 fn result(path: &Path) -> String {
     assert!(wait_for(path), "{} never appeared", path.display());
-    std::thread::sleep(Duration::from_millis(50));
     std::fs::read_to_string(path).expect("result").trim().to_owned()
 }
 
@@ -146,15 +146,15 @@ while :; do
   usleep 20000
 done
 link=$(readlink /proc/$pid/exe)
-if ! exec 3< /proc/$pid/exe; then echo "open refused ($link)" > /result; cat /tmp/fifo > /tmp/drained; exit 0; fi
+if ! exec 3< /proc/$pid/exe; then echo "open refused ($link)" > /result.tmp; mv /result.tmp /result; cat /tmp/fifo > /tmp/drained; exit 0; fi
 cat /tmp/fifo > /tmp/drained
-if [ "$link" = "$shared" ]; then echo "exposed ($link)" > /result; exit 0; fi
+if [ "$link" = "$shared" ]; then echo "exposed ($link)" > /result.tmp; mv /result.tmp /result; exit 0; fi
 for i in $(seq 250); do
-  if (echo pwned > /proc/self/fd/3) 2>/tmp/err; then echo "overwrote ($link)" > /result; exit 0; fi
+  if (echo pwned > /proc/self/fd/3) 2>/tmp/err; then echo "overwrote ($link)" > /result.tmp; mv /result.tmp /result; exit 0; fi
   grep -q busy /tmp/err || break
   usleep 20000
 done
-echo "refused ($link): $(cat /tmp/err)" > /result
+echo "refused ($link): $(cat /tmp/err)" > /result.tmp; mv /result.tmp /result
 "#;
 
 /// The command the attack makes the runtime exec: its own binary, through the link, with
@@ -238,8 +238,9 @@ done
 # sets of a process we may look at must be a subset of ours): wait for it to drop them.
 own=$(grep CapEff /proc/self/status)
 while [ "$(grep CapEff /proc/$pid/status)" != "$own" ]; do usleep 20000; done
-if link=$(readlink /proc/$pid/exe 2>/tmp/e); then echo "exe: $link"; else echo "exe: denied"; fi > /result
-if tr '\0' '\n' < /proc/$pid/environ 2>/tmp/e | grep -q '^KEEL_TEST_ONLY'; then echo "environ: read"; else echo "environ: denied"; fi >> /result
+if link=$(readlink /proc/$pid/exe 2>/tmp/e); then echo "exe: $link"; else echo "exe: denied"; fi > /result.tmp
+if tr '\0' '\n' < /proc/$pid/environ 2>/tmp/e | grep -q '^KEEL_TEST_ONLY'; then echo "environ: read"; else echo "environ: denied"; fi >> /result.tmp
+mv /result.tmp /result
 echo go > /tmp/pause
 "#;
 

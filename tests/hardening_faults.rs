@@ -458,7 +458,8 @@ fn monitors(engine: &Engine) -> Vec<String> {
 
 /// No monitor process is left (they exit just after their container: a few seconds' grace).
 fn no_monitors(engine: &Engine) -> Check {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // Generous: after twenty kill/restart cycles a loaded machine may take a while to reap.
+    let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let left = monitors(engine);
         if left.is_empty() {

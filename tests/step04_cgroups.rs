@@ -207,6 +207,32 @@ fn run_on_cgroup2_with(rootfs: &TestRootfs, wrapper: &str, flags: &str, command:
         .expect("unshare")
 }
 
+/// `strace -ff -o DIR/t -e trace=SYSCALLS`: one file a process, so no call is ever split into
+/// `<unfinished ...>` and `<... resumed>` lines by another process's calls.
+fn strace(dir: &std::path::Path, syscalls: &str) -> [String; 5] {
+    [
+        "-ff".into(),
+        "-o".into(),
+        format!("{}/t", dir.display()),
+        "-e".into(),
+        format!("trace={syscalls}"),
+    ]
+}
+
+/// Every process's trace from [`strace`], one after another.
+fn traces(dir: &std::path::Path) -> String {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("the trace dir")
+        .flatten()
+        .map(|entry| entry.path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|file| std::fs::read_to_string(file).expect("a trace"))
+        .collect()
+}
+
 #[test]
 fn on_cgroup2_the_child_is_born_in_its_cgroup_instead_of_being_moved() {
     if !needs_root() {
@@ -215,9 +241,11 @@ fn on_cgroup2_the_child_is_born_in_its_cgroup_instead_of_being_moved() {
     let rootfs = TestRootfs::new();
     // strace shows how the child got there: clone3 into the cgroup's directory, and no
     // write of its pid to cgroup.procs (the move that waits for an RCU grace period).
-    let output = run_on_cgroup2_with(&rootfs, "strace -f -e trace=clone3,openat", "", "true");
+    let dir = rootfs.scratch("strace");
+    let wrapper = format!("strace {}", strace(&dir, "clone3,openat").join(" "));
+    let output = run_on_cgroup2_with(&rootfs, &wrapper, "", "true");
     assert!(output.status.success(), "{output:?}");
-    let trace = stderr(&output);
+    let trace = traces(&dir);
     assert!(
         trace
             .lines()
@@ -241,8 +269,10 @@ fn on_cgroup_v1_the_child_moves_itself_into_each_tree() {
         // A pure cgroup v2 machine has no v1 tree to test (clone3 covers it, above).
         return;
     }
+    let traced = tempfile::tempdir().expect("a dir for the traces");
+    let dir = traced.path();
     let output = assert_cmd::Command::new("strace")
-        .args(["-f", "-e", "trace=openat,write"])
+        .args(strace(dir, "openat,write"))
         .arg(binary(STEP))
         .args([
             "run",
@@ -257,7 +287,7 @@ fn on_cgroup_v1_the_child_moves_itself_into_each_tree() {
         .output()
         .expect("strace");
     assert!(output.status.success(), "{output:?}");
-    let trace = stderr(&output);
+    let trace = traces(dir);
     // The parent opens each tree's tasks file; the child writes "0" (itself) to each: the
     // move that skips the lock a write of its pid to cgroup.procs would wait on.
     let opened: Vec<&str> = trace.lines().filter(|l| l.contains("/tasks\", O_WRONLY")).collect();

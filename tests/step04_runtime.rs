@@ -3,7 +3,7 @@
 //! file, JSON error lines, runc's error wording, no descriptor leaks, joining namespaces by
 //! path, hooks). The containerd scenarios themselves are in runtime_containerd.rs.
 
-use keel_tests::{binary, needs_root, stderr, stdout, TestRootfs, PROBE_IN_ROOTFS};
+use keel_tests::{binary, needs_root, stderr, stdout, wait_for, TestRootfs, PROBE_IN_ROOTFS};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -202,10 +202,7 @@ fn kill_with_sigkill_returns_once_the_container_has_ended() {
     runtime.ok(&["create", "--bundle", &bundle.display().to_string(), &id]);
     let pid = runtime.state(&id)["pid"].as_i64().expect("a pid");
     runtime.ok(&["start", &id]);
-    assert!(
-        wait_until(|| rootfs.path().join("started").exists()),
-        "the children did not start"
-    );
+    assert!(wait_for(&rootfs.path().join("started")), "the children did not start");
 
     runtime.ok(&["kill", &id, "KILL"]);
     // Read at once, from /proc: a zombie (Z, X) or no process at all is an ended one.
