@@ -41,6 +41,8 @@ command -v socat >/dev/null || missing+=(socat)
 # The book's run-it blocks (tests/book_run_it.rs) trace the engine and call its API by hand.
 command -v strace >/dev/null || missing+=(strace)
 command -v curl >/dev/null || missing+=(curl)
+# bc: the benchmarks' arithmetic (benches/engine.sh).
+command -v bc >/dev/null || missing+=(bc)
 # Book diagrams are regenerated from their sources with graphviz (book/tools/diagrams.sh);
 # the checked-in SVGs need nothing to build.
 if [ ${#missing[@]} -gt 0 ]; then

@@ -302,8 +302,9 @@ fn child(plan: &ChildPlan) -> isize {
     if plan.die_with_parent && nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() {
         exit_now(125);
     }
-    // Wait for the parent: until it has written our id maps (and, later, placed us in a
-    // cgroup) we must not run anything. EOF instead of "go" means the parent gave up.
+    // Wait for the parent: until it has written our id maps (and, from step 04, made sure
+    // we are in our cgroup, or opened the files we join it by) we must not run anything.
+    // EOF instead of "go" means the parent gave up.
     let mut go = [0u8; 2];
     if !matches!(nix::unistd::read(plan.sync.as_fd(), &mut go), Ok(2)) {
         exit_now(125);

@@ -236,7 +236,7 @@ impl Stage for Namespaces {
     }
     // ANCHOR_END: id_maps
 
-    // ANCHOR: hostname
+    // ANCHOR: in_child
     fn in_child(&self, _ctx: &ChildContext) -> Result<(), ChildError> {
         if let Some(hostname) = &self.hostname {
             // The child is alone in its UTS namespace: the host keeps its name.
@@ -250,7 +250,7 @@ impl Stage for Namespaces {
         }
         Ok(())
     }
-    // ANCHOR_END: hostname
+    // ANCHOR_END: in_child
 }
 
 // ANCHOR: loopback

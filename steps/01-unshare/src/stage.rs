@@ -77,7 +77,8 @@ pub trait Stage {
     }
 
     /// Runs in the parent after `clone`, while the child still waits for the go-ahead:
-    /// work the child cannot do for itself (user-id maps, placing it in a cgroup).
+    /// work the child cannot do for itself (user-id maps; a cgroup by pid when the child
+    /// could not be born in it).
     fn in_parent(&self, _child: Pid) -> Result<(), StageError> {
         Ok(())
     }

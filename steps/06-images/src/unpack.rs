@@ -2,7 +2,7 @@
 //! stacks as an overlayfs lower layer.
 //!
 //! A layer is hostile input: it comes from a registry or a tarball someone else wrote, and we
-//! unpack it as root. A tar entry is only a name and some bytes, and a name like
+//! unpack it as root (or, rootless, as the user). A tar entry is only a name and some bytes, and a name like
 //! `../../etc/cron.d/x`, or a symlink `evil -> /` followed by a file `evil/etc/shadow`, would
 //! write on the host if we let a library "just unpack" it. So the `tar` crate only *parses*
 //! here; every file is created by the code below, under these rules:
@@ -19,7 +19,8 @@
 //!    leading `/` means the layer's root); it must already exist there, reached through real
 //!    directories only, and must not be a directory. A layer cannot link the host's
 //!    `/etc/shadow` into an image.
-//! 4. **Metadata is the entry's:** mode (setuid bits included), owner, modification time,
+//! 4. **Metadata is the entry's:** mode (setuid bits included), owner (the user's own when
+//!    unpacking without root), modification time,
 //!    device numbers, and the `user.*` and `security.capability` extended attributes of
 //!    PAX headers. Other xattrs (`trusted.overlay.*` above all, which steers overlayfs) are
 //!    not the layer's to set.
@@ -810,7 +811,7 @@ mod tests {
         }
     }
 
-    /// Unpacking sets owners and makes devices: these tests need root, as the store does.
+    /// Unpacking sets owners and makes devices: these tests need root, as a store of root's does.
     fn root() -> bool {
         let root = nix::unistd::geteuid().is_root();
         if !root {

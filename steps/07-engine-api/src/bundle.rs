@@ -205,7 +205,7 @@ pub fn spec_from_command_line(argv: &[String]) -> Result<Spec, BundleError> {
     args.to_spec()
         .map_err(|error| match error.downcast_ref::<step06_images::store::StoreError>() {
             Some(step06_images::store::StoreError::UnknownImage(_)) => {
-                BundleError::NoSuchImage(argv.iter().rev().find(|_| true).cloned().unwrap_or_default())
+                BundleError::NoSuchImage(argv.last().cloned().unwrap_or_default())
             }
             Some(_) => BundleError::Other(error),
             None => BundleError::BadRequest(error.to_string()),
@@ -234,7 +234,7 @@ pub fn make(body: &CreateBody, id: &str, root: &Path, dir: &ContainerDir, hostna
     let bundle = dir.bundle();
     std::fs::create_dir_all(&bundle).map_err(|e| BundleError::Other(e.into()))?;
     let json = serde_json::to_vec_pretty(&spec).map_err(|e| BundleError::Other(e.into()))?;
-    crate::record::write_atomically(&bundle.join("config.json"), &json).map_err(|e| BundleError::Other(e.into()))?;
+    crate::record::write_durably(&bundle.join("config.json"), &json).map_err(|e| BundleError::Other(e.into()))?;
     let args = spec
         .process()
         .as_ref()

@@ -319,7 +319,8 @@ impl Engine {
     }
 
     /// After a restart: containers whose monitor still runs are followed again; the others
-    /// ended while the engine was away.
+    /// ended while the engine was away; one its record says is not running is settled first
+    /// (an engine that died in its start, create or rm: see `settle`).
     pub async fn reconcile(self: &Arc<Self>) {
         if let Err(error) = self.networks.setup().await {
             tracing::error!("setting up the networks: {error}");

@@ -159,7 +159,7 @@ impl ContainerDir {
             path: path.clone(),
             source,
         })?;
-        write_atomically(&path, &bytes)
+        write_durably(&path, &bytes)
     }
 
     pub fn load(&self) -> Result<Record, RecordError> {
@@ -182,7 +182,7 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Recor
 /// Temp file, fsync, rename, fsync of the directory: the new content or the old, whole, and
 /// on disk (containers outlive a reboot; step 04's runtime state, which does not, skips the
 /// fsyncs).
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RecordError> {
+pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), RecordError> {
     step04_cgroups::runtime::state::write_durably(path, bytes).map_err(RecordError::from)
 }
 

@@ -151,8 +151,9 @@ pub fn main(args: Vec<OsString>) -> ! {
         file: cli.log.clone(),
         format: cli.log_format,
     };
-    // The commands that put a process of ours inside a container run from a sealed copy of
-    // this binary, never from its file (sealed_exe: CVE-2019-5736).
+    // The commands that put a process of ours inside a container run from an unwritable
+    // view of this binary (a read-only overlay, or a sealed memfd copy), never from its
+    // file (sealed_exe: CVE-2019-5736).
     if matches!(cli.command, Command::Create(_) | Command::Run { .. } | Command::Exec(_)) {
         if let Err(error) = sealed_exe::ensure(&args, &cli.root) {
             log.error(&error.to_string());

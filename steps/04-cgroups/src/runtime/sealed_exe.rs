@@ -28,7 +28,7 @@ use nix::sys::statfs::{fstatfs, OVERLAYFS_SUPER_MAGIC};
 use nix::sys::statvfs::{fstatvfs, FsFlags};
 use std::ffi::{CString, OsString};
 use std::fs::File;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -43,9 +43,6 @@ pub const TEST_ONLY_MEMFD: &str = "KEEL_TEST_ONLY_SEALED_EXE_MEMFD";
 /// Set in the environment of the re-executed runtime: if it finds itself still running from
 /// its file, something is wrong, and it says so instead of re-executing forever.
 const REEXECUTED: &str = "_KEEL_SEALED_EXE";
-
-/// `MFD_EXEC` (Linux 6.3): memfds may be refused execution otherwise (`vm.memfd_noexec`).
-const MFD_EXEC: libc::c_uint = 0x0010;
 
 /// The empty directory under the runtime's state root that is the overlay's bottom layer
 /// (an overlay without an upper layer needs two lower ones), one per process, removed as
@@ -130,20 +127,16 @@ fn overlay_view(state_root: &Path) -> rustix::io::Result<OwnedFd> {
 // ANCHOR_END: overlay
 
 fn memfd() -> Result<OwnedFd, SealedExeError> {
+    use rustix::fs::{memfd_create, MemfdFlags};
     let name = c"keel-runtime";
-    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
-    // SAFETY: memfd_create reads the NUL-terminated name and returns a new descriptor or -1.
-    let mut fd = unsafe { libc::memfd_create(name.as_ptr(), flags | MFD_EXEC) };
-    if fd < 0 && Errno::last() == Errno::EINVAL {
+    let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
+    // MFD_EXEC (Linux 6.3): memfds may be refused execution otherwise (`vm.memfd_noexec`).
+    let created = match memfd_create(name, flags | MemfdFlags::EXEC) {
         // A kernel before 6.3 does not know MFD_EXEC (its memfds are executable anyway).
-        // SAFETY: as above.
-        fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
-    }
-    if fd < 0 {
-        return Err(sys("memfd_create")(Errno::last()));
-    }
-    // SAFETY: fd was just returned by memfd_create and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        Err(rustix::io::Errno::INVAL) => memfd_create(name, flags),
+        other => other,
+    };
+    created.map_err(|errno| sys("memfd_create")(Errno::from_raw(errno.raw_os_error())))
 }
 
 /// A sealed memfd copy of the binary.
@@ -183,7 +176,7 @@ pub fn ensure(args: &[OsString], state_root: &Path) -> Result<(), SealedExeError
     let cstrings = |items: Vec<&[u8]>| -> Result<Vec<CString>, SealedExeError> {
         items
             .into_iter()
-            .map(|bytes| CString::new(bytes).map_err(|_| sys("re-executing from the copy")(Errno::EINVAL)))
+            .map(|bytes| CString::new(bytes).map_err(|_| sys("re-executing from an unwritable view")(Errno::EINVAL)))
             .collect()
     };
     let argv = cstrings(args.iter().map(|a| a.as_bytes()).collect())?;

@@ -5,7 +5,7 @@
 //!   blobs/sha256/<hex>      every manifest, config and layer blob, named by its digest
 //!   layers/sha256/<hex>/    each layer unpacked once, named by its diff id, shared by images
 //!   index.json              image names -> manifest digests
-//!   tmp/                    downloads and unpacks in progress (emptied when the store opens)
+//!   tmp/                    downloads and unpacks in progress (a dead process's cleared when the store opens)
 //! ```
 //!
 //! Blobs are written to `tmp/`, synced, checked against their digest and renamed into place:

@@ -135,7 +135,7 @@ fn join_network_of_another(engine: &Engine, container: &Container) -> ApiResult<
     namespaces.retain(|n| n["type"] != "network");
     namespaces.push(serde_json::json!({"type": "network", "path": format!("/proc/{}/ns/net", other.state.pid)}));
     let bytes = serde_json::to_vec_pretty(&spec).map_err(ApiError::internal)?;
-    crate::record::write_atomically(&path, &bytes).map_err(ApiError::internal)
+    crate::record::write_durably(&path, &bytes).map_err(ApiError::internal)
 }
 
 /// Gives each waiting attach the monitor, and waits (briefly) until each is connected.

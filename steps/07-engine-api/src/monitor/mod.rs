@@ -23,7 +23,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::record::{now_rfc3339, write_atomically, ContainerDir, ExitInfo};
+use crate::record::{now_rfc3339, write_durably, ContainerDir, ExitInfo};
 use step06_images::step05_overlay::step04_cgroups;
 
 #[derive(Debug, Parser)]
@@ -219,7 +219,7 @@ fn run(args: &MonitorArgs, control: &mut impl Write) -> Result<(), MonitorError>
         finished_at: now_rfc3339(),
     };
     let bytes = serde_json::to_vec(&exit).map_err(|e| io("encoding exit.json")(e.into()))?;
-    write_atomically(&dir.exit(), &bytes).map_err(|e| io("writing exit.json")(std::io::Error::other(e)))?;
+    write_durably(&dir.exit(), &bytes).map_err(|e| io("writing exit.json")(std::io::Error::other(e)))?;
     // Gone from the file system before anyone hears of the exit: an engine that then removes
     // the container finds nothing of the monitor left. Connected clients keep their sockets.
     let _ = std::fs::remove_file(&socket);

@@ -163,7 +163,7 @@ impl Networks {
         };
         bridge::ensure(&network).await?;
         let bytes = serde_json::to_vec_pretty(&network).map_err(|e| NetError::Invalid(e.to_string()))?;
-        crate::record::write_atomically(&self.dir.join(format!("{}.json", network.id)), &bytes)
+        crate::record::write_durably(&self.dir.join(format!("{}.json", network.id)), &bytes)
             .map_err(|e| NetError::Invalid(e.to_string()))?;
         if let Ok(mut list) = self.list.lock() {
             list.push(network.clone());

@@ -110,7 +110,8 @@ impl Cgroup for CgroupV1 {
     }
 
     fn processes(&self) -> Result<Vec<Pid>, CgroupError> {
-        // The trees normally hold the same processes (`add` writes each); their union also
+        // The trees normally hold the same processes (the child writes itself into each,
+        // `add` writes each for a process of `exec`); their union also
         // finds one that was moved out of some tree but not the others.
         let mut pids = Vec::new();
         let mut found = false;
