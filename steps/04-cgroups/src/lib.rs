@@ -188,19 +188,16 @@ pub fn stages(spec: &Spec) -> Result<Vec<Box<dyn Stage>>, StageBuildError> {
     // Without root (a rootless container, in step 01's user namespace) no cgroup can be
     // made: one without limits stays in its launcher's cgroup, as rootless podman's do on a
     // machine that delegates none; limits are refused rather than silently not enforced.
-    if !nix::unistd::geteuid().is_root() {
-        if asks_for_limits(spec) {
-            return Err(StageBuildError::new(RootlessLimits));
-        }
-        let layout = Layout::detect().map_err(StageBuildError::new)?;
-        let namespace = cgroup_namespace::CgroupNamespace::from_spec(spec, &layout, mount_view);
-        stages.push(Box::new(namespace.map_err(StageBuildError::new)?));
-        return Ok(stages);
+    let root = nix::unistd::geteuid().is_root();
+    if !root && asks_for_limits(spec) {
+        return Err(StageBuildError::new(RootlessLimits));
     }
     let layout = Layout::detect().map_err(StageBuildError::new)?;
-    stages.push(Box::new(
-        limits::Limits::from_spec(spec, &layout).map_err(StageBuildError::new)?,
-    ));
+    if root {
+        stages.push(Box::new(
+            limits::Limits::from_spec(spec, &layout).map_err(StageBuildError::new)?,
+        ));
+    }
     let namespace = cgroup_namespace::CgroupNamespace::from_spec(spec, &layout, mount_view);
     stages.push(Box::new(namespace.map_err(StageBuildError::new)?));
     Ok(stages)
