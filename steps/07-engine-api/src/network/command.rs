@@ -78,9 +78,31 @@ pub async fn iptables(args: &[&str]) -> Result<String, NetError> {
     .await
 }
 
+/// Held while a rule or chain is looked for and then added: iptables' own lock covers one
+/// command, and two engines on one host (the tests run several) could otherwise both find
+/// nothing and both add it.
+const HOST_RULES_LOCK: &str = "/run/keel-iptables.lock";
+
+/// Takes [`HOST_RULES_LOCK`] (an advisory `flock`, gone with the descriptor).
+async fn lock_host_rules() -> Result<std::fs::File, NetError> {
+    let locked = tokio::task::spawn_blocking(|| {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(HOST_RULES_LOCK)?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .map_err(|e| NetError::Invalid(format!("locking {HOST_RULES_LOCK}: {e}")))?;
+    locked.map_err(|e| NetError::Invalid(format!("locking {HOST_RULES_LOCK}: {e}")))
+}
+
 // ANCHOR: ensure
 /// Adds a rule unless the very same rule is there (`-C` checks): restarts add no duplicates.
 pub async fn iptables_ensure(table: &str, chain: &str, rule: &[&str], insert: bool) -> Result<(), NetError> {
+    let _one_engine_at_a_time = lock_host_rules().await?;
     let mut check = vec!["-t", table, "-C", chain];
     check.extend_from_slice(rule);
     if iptables(&check).await.is_ok() {
@@ -94,6 +116,7 @@ pub async fn iptables_ensure(table: &str, chain: &str, rule: &[&str], insert: bo
 
 /// Creates a chain if it does not exist yet.
 pub async fn iptables_chain(table: &str, chain: &str) -> Result<(), NetError> {
+    let _one_engine_at_a_time = lock_host_rules().await?;
     if iptables(&["-t", table, "-n", "-L", chain]).await.is_ok() {
         return Ok(());
     }
